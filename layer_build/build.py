@@ -1,0 +1,257 @@
+"""Build the Python Lambda layer from manylinux wheels with pip, reproducibly, and cache it.
+
+pip can install wheels for another platform (``--platform``/``--python-version``), so the layer
+is built on any machine for either Lambda architecture without Docker. The zip is normalised
+(sorted entries, fixed timestamps and permissions, no bytecode or install-time noise) so the
+same inputs always give the same bytes: the program hands that hash to ``LayerVersion`` and an
+unchanged layer is not republished.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from layer_build.runtimes import LayerBuildError, manylinux_machine, runtime_info
+
+logger = logging.getLogger(__name__)
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+PROJECT_DIR = PACKAGE_DIR.parent
+REQUIREMENTS_FILE = PACKAGE_DIR / "requirements.txt"
+DEFAULT_CACHE_DIR = PROJECT_DIR / ".build" / "layers"
+FUNCTION_CODE_DIR = PROJECT_DIR / "handler"
+# Lambda's quota for function code plus all its layers, unzipped (250 MB).
+LAMBDA_UNZIPPED_LIMIT_BYTES = 262_144_000
+
+# The earliest timestamp a zip entry can carry; any fixed value makes the bytes reproducible.
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+_ZIP_CREATED_ON_UNIX = 3
+_COMPRESS_LEVEL = 9
+# Written by pip at install time, not shipped in the wheel: they vary with the installer, the
+# install path or the request, and nothing at runtime reads them.
+_INSTALL_NOISE = frozenset({"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"})
+# The files whose content decides the zip's bytes; a change to any of them invalidates the cache.
+_BUILDER_SOURCES = (PACKAGE_DIR / "build.py", PACKAGE_DIR / "runtimes.py")
+
+
+@dataclass(frozen=True)
+class LayerArtifact:
+    """A layer zip on disk and what Lambda needs to know about it."""
+
+    path: Path
+    """The zip file."""
+    sha256: str
+    """Hex SHA-256 of the zip's bytes."""
+    source_code_hash: str
+    """Base64 of the raw SHA-256 digest: the form ``LayerVersion.source_code_hash`` expects."""
+    runtime: str
+    """Lambda runtime the layer was built for, e.g. ``python3.12``."""
+    arch: str
+    """Lambda architecture the layer was built for: ``x86_64`` or ``arm64``."""
+    unzipped_bytes: int
+    """Sum of the entries' uncompressed sizes: what counts against Lambda's 250 MB limit."""
+
+    @property
+    def zipped_bytes(self) -> int:
+        return self.path.stat().st_size
+
+
+def artifact_for(zip_path: Path, runtime: str, arch: str) -> LayerArtifact:
+    """Describe an existing layer zip (e.g. one given in stack config) for ``runtime`` and ``arch``."""
+    runtime_info(runtime)
+    manylinux_machine(arch)
+    zip_path = Path(zip_path)
+    if not zip_path.is_file():
+        raise LayerBuildError(f"layer zip {zip_path} does not exist or is not a file")
+    try:
+        with zipfile.ZipFile(zip_path) as archive:
+            unzipped_bytes = sum(entry.file_size for entry in archive.infolist())
+    except zipfile.BadZipFile as error:
+        raise LayerBuildError(f"layer zip {zip_path} is not a readable zip file: {error}") from error
+    digest = hashlib.sha256(zip_path.read_bytes()).digest()
+    return LayerArtifact(
+        path=zip_path,
+        sha256=digest.hex(),
+        source_code_hash=base64.b64encode(digest).decode("ascii"),
+        runtime=runtime,
+        arch=arch,
+        unzipped_bytes=unzipped_bytes,
+    )
+
+
+def cache_key(runtime: str, arch: str, requirements_file: Path = REQUIREMENTS_FILE) -> str:
+    """Hex digest of everything that decides the layer's bytes: requirements, target and builder."""
+    hasher = hashlib.sha256()
+    for part in (runtime.encode(), arch.encode(), requirements_file.read_bytes()):
+        hasher.update(len(part).to_bytes(8, "big"))
+        hasher.update(part)
+    for source in _BUILDER_SOURCES:
+        hasher.update(source.read_bytes())
+    return hasher.hexdigest()
+
+
+def ensure_layer(
+    runtime: str,
+    arch: str,
+    *,
+    cache_dir: Path | None = None,
+    function_code_dir: Path = FUNCTION_CODE_DIR,
+    size_limit_bytes: int = LAMBDA_UNZIPPED_LIMIT_BYTES,
+) -> LayerArtifact:
+    """Build the layer for ``runtime``/``arch``, or reuse the cached zip if its inputs are unchanged.
+
+    Raises ``LayerBuildError`` when pip fails or when the layer plus the function code in
+    ``function_code_dir`` would unzip to more than ``size_limit_bytes``.
+    """
+    runtime_info(runtime)
+    manylinux_machine(arch)
+    cache_dir = Path(cache_dir) if cache_dir is not None else DEFAULT_CACHE_DIR
+    key = cache_key(runtime, arch)
+    entry_dir = cache_dir / f"{runtime}-{arch}-{key[:16]}"
+    zip_path = entry_dir / f"layer-{runtime}-{arch}.zip"
+    if zip_path.is_file():
+        logger.info("reusing cached layer %s", zip_path)
+    else:
+        _build_into_cache(runtime, arch, entry_dir, zip_path)
+    artifact = artifact_for(zip_path, runtime, arch)
+    check_size(artifact, function_code_dir=function_code_dir, size_limit_bytes=size_limit_bytes)
+    return artifact
+
+
+def function_code_bytes(function_code_dir: Path) -> int:
+    """Unzipped size of the function's code: every file under the directory except bytecode caches."""
+    if not function_code_dir.is_dir():
+        raise LayerBuildError(f"function code directory {function_code_dir} does not exist")
+    return sum(
+        path.stat().st_size
+        for path in function_code_dir.rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
+    )
+
+
+def check_size(
+    artifact: LayerArtifact,
+    *,
+    function_code_dir: Path = FUNCTION_CODE_DIR,
+    size_limit_bytes: int = LAMBDA_UNZIPPED_LIMIT_BYTES,
+) -> int:
+    """Return layer + function code unzipped bytes; raise if that exceeds Lambda's limit."""
+    code_bytes = function_code_bytes(function_code_dir)
+    total = artifact.unzipped_bytes + code_bytes
+    logger.info(
+        "layer %s unzips to %d bytes; with function code %s (%d bytes) the total is %d of %d bytes allowed",
+        artifact.path.name,
+        artifact.unzipped_bytes,
+        function_code_dir,
+        code_bytes,
+        total,
+        size_limit_bytes,
+    )
+    if total > size_limit_bytes:
+        raise LayerBuildError(
+            f"layer {artifact.path} unzips to {artifact.unzipped_bytes} bytes and the function code in "
+            f"{function_code_dir} to {code_bytes} bytes: {total} bytes in total exceeds Lambda's unzipped "
+            f"limit of {size_limit_bytes} bytes; trim layer_build/requirements.txt or the function code"
+        )
+    return total
+
+
+def _build_into_cache(runtime: str, arch: str, entry_dir: Path, zip_path: Path) -> None:
+    """Install into a scratch dir, zip it, then move the zip into place atomically."""
+    logger.info("building layer for %s on %s", runtime, arch)
+    cache_root = entry_dir.parent
+    cache_root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="layer-build-", dir=cache_root) as scratch:
+        scratch_dir = Path(scratch)
+        site_dir = scratch_dir / "python"
+        _pip_install(runtime, arch, site_dir)
+        staged_zip = scratch_dir / zip_path.name
+        _write_reproducible_zip(site_dir, staged_zip)
+        entry_dir.mkdir(exist_ok=True)
+        os.replace(staged_zip, zip_path)
+    _prune_stale_entries(cache_root, runtime, arch, keep=entry_dir)
+    logger.info("built %s", zip_path)
+
+
+def _pip_install(runtime: str, arch: str, site_dir: Path) -> None:
+    """Install the pinned requirements as the Lambda runtime would see them, binary wheels only."""
+    info = runtime_info(runtime)
+    platform_args = [arg for tag in info.platform_tags(arch) for arg in ("--platform", tag)]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--disable-pip-version-check",
+        "--no-input",
+        "--no-compile",
+        "--only-binary=:all:",
+        *platform_args,
+        "--python-version",
+        info.python_version,
+        "--implementation",
+        "cp",
+        "--target",
+        str(site_dir),
+        "-r",
+        str(REQUIREMENTS_FILE),
+    ]
+    logger.debug("running %s", " ".join(command))
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise LayerBuildError(
+            f"pip could not install {REQUIREMENTS_FILE} for {runtime} on {arch} "
+            f"(manylinux tags up to glibc {info.glibc[0]}.{info.glibc[1]}), exit code {result.returncode}:\n"
+            f"{result.stderr.strip()}"
+        )
+
+
+def _layer_files(site_dir: Path) -> list[tuple[str, Path]]:
+    """(archive name, path) of every file that belongs in the layer, sorted by archive name.
+
+    Left out: bytecode (Lambda compiles on import, and .pyc embeds build details), pip's
+    install-time records, and ``bin/`` (console scripts whose shebang names the build machine's
+    Python; nothing on Lambda can run them).
+    """
+    files: list[tuple[str, Path]] = []
+    for path in site_dir.rglob("*"):
+        relative = path.relative_to(site_dir)
+        if path.is_dir() or relative.parts[0] == "bin" or "__pycache__" in relative.parts:
+            continue
+        if path.suffix == ".pyc":
+            continue
+        if relative.parent.name.endswith(".dist-info") and relative.name in _INSTALL_NOISE:
+            continue
+        files.append((f"python/{relative.as_posix()}", path))
+    return sorted(files)
+
+
+def _write_reproducible_zip(site_dir: Path, zip_path: Path) -> None:
+    """Zip the layer with fixed order, timestamps and permissions, so equal input gives equal bytes."""
+    with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=_COMPRESS_LEVEL) as archive:
+        for archive_name, path in _layer_files(site_dir):
+            executable = path.stat().st_mode & (stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+            entry = zipfile.ZipInfo(archive_name, date_time=_ZIP_EPOCH)
+            entry.create_system = _ZIP_CREATED_ON_UNIX
+            entry.external_attr = (stat.S_IFREG | (0o755 if executable else 0o644)) << 16
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(entry, path.read_bytes(), compresslevel=_COMPRESS_LEVEL)
+
+
+def _prune_stale_entries(cache_root: Path, runtime: str, arch: str, *, keep: Path) -> None:
+    """Drop older builds for the same target so the cache holds one zip per runtime and architecture."""
+    for stale in cache_root.glob(f"{runtime}-{arch}-*"):
+        if stale != keep and stale.is_dir():
+            logger.info("removing stale cached layer %s", stale)
+            shutil.rmtree(stale)
