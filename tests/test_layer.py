@@ -1,0 +1,404 @@
+"""The Lambda layer: Docker-free build for each runtime/arch, reproducible bytes, cache, size limit.
+
+Tests marked ``network`` install wheels from PyPI (CI runs them; offline, skip them with
+``-m "not network"``). Each (runtime, arch) layer is built once per session into a temporary
+cache, so these tests prove a real build rather than reuse a developer's ``.build``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import layer_build
+from layer_build import (
+    ARCHITECTURES,
+    RUNTIMES,
+    LayerArtifact,
+    LayerBuildError,
+    UnsupportedTargetError,
+    artifact_for,
+    check_size,
+    ensure_layer,
+)
+from layer_build import build as layer_build_module
+from tests.conftest import PROJECT_DIR
+
+# ELF e_machine values from the System V ABI; parsed here independently of the builder.
+ELF_MACHINES = {"x86_64": 62, "arm64": 183}
+# Local interpreters standing in for each Lambda runtime: (pyenv version, executable).
+LOCAL_INTERPRETERS = {"python3.12": ("3.12.1", "python3.12"), "python3.13": ("3.13.0", "python3.13")}
+HEIC_SAMPLE = "govips_heic-24bit.heic"
+PHOTO_SAMPLE = "eveningglow_4mp_2560x1600.jpg"
+
+
+class LayerCache:
+    """Builds each (runtime, arch) layer at most once per test session."""
+
+    def __init__(self, cache_dir: Path) -> None:
+        self.cache_dir = cache_dir
+        self._built: dict[tuple[str, str], LayerArtifact] = {}
+
+    def get(self, runtime: str, arch: str) -> LayerArtifact:
+        if (runtime, arch) not in self._built:
+            self._built[runtime, arch] = ensure_layer(runtime, arch, cache_dir=self.cache_dir)
+        return self._built[runtime, arch]
+
+
+@pytest.fixture(scope="session")
+def layers(tmp_path_factory: pytest.TempPathFactory) -> LayerCache:
+    return LayerCache(tmp_path_factory.mktemp("layer-cache"))
+
+
+def local_arch() -> str:
+    machine = os.uname().machine
+    by_machine = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
+    if machine not in by_machine:
+        pytest.skip(f"no Lambda architecture runs this machine's binaries ({machine!r}); allowed: x86_64, aarch64")
+    return by_machine[machine]
+
+
+def elf_machine(data: bytes) -> int | None:
+    """e_machine of a 64-bit ELF image (offset 18, in the byte order EI_DATA names); None if not ELF."""
+    if data[:4] != b"\x7fELF":
+        return None
+    assert data[4] == 2, "Lambda runs 64-bit code only (EI_CLASS must be ELFCLASS64)"
+    byte_order = {1: "little", 2: "big"}[data[5]]
+    return int.from_bytes(data[18:20], byte_order)
+
+
+def extract(artifact: LayerArtifact, destination: Path) -> Path:
+    with zipfile.ZipFile(artifact.path) as archive:
+        archive.extractall(destination)
+    return destination
+
+
+# --- Offline: targets, hashes, zip normalisation, size check -------------------------------------
+
+
+def test_runtimes_are_lambda_runtimes_on_amazon_linux_2023() -> None:
+    assert set(RUNTIMES) == {"python3.12", "python3.13"}
+    for name, info in RUNTIMES.items():
+        assert info.name == name
+        assert name == f"python{info.python_version}"
+        assert info.glibc == (2, 34), f"{name} runs on Amazon Linux 2023 (glibc 2.34)"
+    assert ARCHITECTURES == ("x86_64", "arm64")
+
+
+def test_platform_tags_stop_at_the_runtime_glibc_and_match_the_arch() -> None:
+    tags = RUNTIMES["python3.12"].platform_tags("arm64")
+    assert tags[0] == "manylinux_2_34_aarch64"
+    assert "manylinux_2_28_aarch64" in tags
+    assert "manylinux2014_aarch64" in tags
+    assert "manylinux_2_35_aarch64" not in tags
+    assert all(tag.endswith("_aarch64") for tag in tags)
+    x86_tags = RUNTIMES["python3.13"].platform_tags("x86_64")
+    assert {"manylinux_2_34_x86_64", "manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64"} <= set(
+        x86_tags
+    )
+    assert all(tag.endswith("_x86_64") for tag in x86_tags)
+
+
+@pytest.mark.parametrize(
+    ("runtime", "arch", "named", "allowed"),
+    [
+        ("python3.9", "arm64", "'python3.9'", "python3.12, python3.13"),
+        ("python3.12", "aarch64", "'aarch64'", "x86_64, arm64"),
+    ],
+)
+def test_unsupported_target_names_the_value_and_the_allowed_ones(
+    runtime: str, arch: str, named: str, allowed: str, tmp_path: Path
+) -> None:
+    with pytest.raises(UnsupportedTargetError) as raised:
+        ensure_layer(runtime, arch, cache_dir=tmp_path)
+    assert named in str(raised.value)
+    assert allowed in str(raised.value)
+    assert isinstance(raised.value, ValueError)
+    assert isinstance(raised.value, LayerBuildError)
+    assert not any(tmp_path.iterdir()), "nothing is built for an unsupported target"
+
+
+def test_artifact_for_hashes_the_zip_as_lambda_expects(tmp_path: Path) -> None:
+    zip_path = tmp_path / "layer.zip"
+    with zipfile.ZipFile(zip_path, "w") as archive:
+        archive.writestr("python/a.py", "x = 1\n")
+        archive.writestr("python/b.bin", b"\0" * 1000)
+    artifact = artifact_for(zip_path, "python3.12", "arm64")
+    digest = hashlib.sha256(zip_path.read_bytes()).digest()
+    assert artifact.sha256 == digest.hex()
+    assert base64.b64decode(artifact.source_code_hash) == digest
+    assert artifact.unzipped_bytes == 6 + 1000
+    assert (artifact.runtime, artifact.arch, artifact.path) == ("python3.12", "arm64", zip_path)
+
+
+def test_artifact_for_rejects_a_missing_or_corrupt_zip(tmp_path: Path) -> None:
+    with pytest.raises(LayerBuildError, match="does not exist"):
+        artifact_for(tmp_path / "missing.zip", "python3.12", "arm64")
+    not_a_zip = tmp_path / "layer.zip"
+    not_a_zip.write_bytes(b"not a zip")
+    with pytest.raises(LayerBuildError, match="not a readable zip"):
+        artifact_for(not_a_zip, "python3.12", "arm64")
+
+
+def test_cache_key_follows_requirements_runtime_and_arch(tmp_path: Path) -> None:
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("Pillow==13.0.0\n")
+    key = layer_build_module.cache_key("python3.12", "arm64", requirements)
+    assert key == layer_build_module.cache_key("python3.12", "arm64", requirements)
+    assert key != layer_build_module.cache_key("python3.13", "arm64", requirements)
+    assert key != layer_build_module.cache_key("python3.12", "x86_64", requirements)
+    requirements.write_text("Pillow==13.0.1\n")
+    assert key != layer_build_module.cache_key("python3.12", "arm64", requirements)
+
+
+def _fake_site(site_dir: Path, *, mode: int, content: bytes = b"x = 1\n") -> None:
+    """A pip --target tree with the noise pip leaves behind, files written in unsorted order."""
+    files = {
+        "pkg/zeta.py": content,
+        "pkg/__init__.py": b"",
+        "pkg/__pycache__/zeta.cpython-312.pyc": os.urandom(16),
+        "pkg/native.so": b"\x7fELF fake",
+        "pkg-1.0.dist-info/METADATA": b"Name: pkg\n",
+        "pkg-1.0.dist-info/RECORD": os.urandom(16),
+        "pkg-1.0.dist-info/INSTALLER": b"pip\n",
+        "pkg-1.0.dist-info/REQUESTED": b"",
+        "pkg-1.0.dist-info/direct_url.json": b'{"url": "file:///home/someone/pkg.whl"}',
+        "bin/pkg-cli": b"#!/home/someone/.venv/bin/python\n",
+    }
+    for name, data in files.items():
+        path = site_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        path.chmod(mode)
+    (site_dir / "pkg" / "native.so").chmod(mode | 0o111)
+
+
+def test_zip_is_byte_identical_whatever_the_file_times_modes_and_noise(tmp_path: Path) -> None:
+    first_site, second_site = tmp_path / "one" / "python", tmp_path / "two" / "python"
+    _fake_site(first_site, mode=0o600)
+    _fake_site(second_site, mode=0o664)
+    os.utime(second_site / "pkg" / "zeta.py", (1_900_000_000, 1_900_000_000))
+    first_zip, second_zip = tmp_path / "one.zip", tmp_path / "two.zip"
+    layer_build_module._write_reproducible_zip(first_site, first_zip)
+    layer_build_module._write_reproducible_zip(second_site, second_zip)
+    assert first_zip.read_bytes() == second_zip.read_bytes()
+
+    with zipfile.ZipFile(first_zip) as archive:
+        entries = archive.infolist()
+    assert [entry.filename for entry in entries] == [
+        "python/pkg-1.0.dist-info/METADATA",
+        "python/pkg/__init__.py",
+        "python/pkg/native.so",
+        "python/pkg/zeta.py",
+    ]
+    assert {entry.date_time for entry in entries} == {(1980, 1, 1, 0, 0, 0)}
+    modes = {entry.filename: (entry.external_attr >> 16) & 0o777 for entry in entries}
+    assert modes["python/pkg/native.so"] == 0o755
+    assert modes["python/pkg/zeta.py"] == 0o644
+
+
+def test_zip_bytes_change_when_content_changes(tmp_path: Path) -> None:
+    _fake_site(tmp_path / "one" / "python", mode=0o644)
+    _fake_site(tmp_path / "two" / "python", mode=0o644, content=b"x = 2\n")
+    layer_build_module._write_reproducible_zip(tmp_path / "one" / "python", tmp_path / "one.zip")
+    layer_build_module._write_reproducible_zip(tmp_path / "two" / "python", tmp_path / "two.zip")
+    assert (tmp_path / "one.zip").read_bytes() != (tmp_path / "two.zip").read_bytes()
+
+
+def test_size_check_fails_naming_both_sizes_and_the_limit(tmp_path: Path) -> None:
+    zip_path = tmp_path / "layer.zip"
+    with zipfile.ZipFile(zip_path, "w") as archive:
+        archive.writestr("python/big.bin", b"\0" * 5000)
+    function_dir = tmp_path / "handler"
+    function_dir.mkdir()
+    (function_dir / "app.py").write_bytes(b"#" * 300)
+    (function_dir / "__pycache__").mkdir()
+    (function_dir / "__pycache__" / "app.cpython-312.pyc").write_bytes(b"\0" * 10_000)
+    artifact = artifact_for(zip_path, "python3.12", "arm64")
+
+    assert check_size(artifact, function_code_dir=function_dir, size_limit_bytes=5300) == 5300
+    with pytest.raises(LayerBuildError) as raised:
+        check_size(artifact, function_code_dir=function_dir, size_limit_bytes=5299)
+    message = str(raised.value)
+    assert "5000 bytes" in message
+    assert "300 bytes" in message
+    assert "5300 bytes in total exceeds" in message
+    assert "limit of 5299 bytes" in message
+
+
+def test_default_size_limit_is_lambdas_250_mb() -> None:
+    assert layer_build.LAMBDA_UNZIPPED_LIMIT_BYTES == 250 * 1024 * 1024
+
+
+# --- Network: real builds from PyPI ----------------------------------------------------------------
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("runtime", sorted(RUNTIMES))
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_every_shared_object_is_built_for_the_target_machine(layers: LayerCache, runtime: str, arch: str) -> None:
+    artifact = layers.get(runtime, arch)
+    with zipfile.ZipFile(artifact.path) as archive:
+        names = archive.namelist()
+        shared_objects = [name for name in names if name.endswith(".so") or ".so." in Path(name).name]
+        machines = {name: elf_machine(archive.read(name)) for name in shared_objects}
+    assert any(name.startswith("python/pillow.libs/") for name in shared_objects), "Pillow's vendored libs"
+    assert any(name.startswith("python/pi_heif.libs/libheif") for name in shared_objects), "libheif"
+    assert any(f"cpython-{RUNTIMES[runtime].python_version.replace('.', '')}" in name for name in shared_objects)
+    wrong = {name: machine for name, machine in machines.items() if machine != ELF_MACHINES[arch]}
+    assert not wrong, f"{arch} layer has shared objects for other machines (e_machine): {wrong}"
+
+
+@pytest.mark.network
+def test_layer_holds_no_bytecode_or_install_noise(layers: LayerCache) -> None:
+    artifact = layers.get("python3.12", "arm64")
+    with zipfile.ZipFile(artifact.path) as archive:
+        entries = archive.infolist()
+    names = [entry.filename for entry in entries]
+    assert names == sorted(names)
+    assert all(name.startswith("python/") for name in names)
+    assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]
+    noise = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
+    assert not [name for name in names if ".dist-info/" in name and Path(name).name in noise]
+    assert {entry.date_time for entry in entries} == {(1980, 1, 1, 0, 0, 0)}
+    assert artifact.unzipped_bytes == sum(entry.file_size for entry in entries)
+
+
+@pytest.mark.network
+def test_two_builds_of_the_same_inputs_are_byte_identical(layers: LayerCache, tmp_path: Path) -> None:
+    first = layers.get("python3.12", "x86_64")
+    second = ensure_layer("python3.12", "x86_64", cache_dir=tmp_path)
+    assert second.path != first.path, "the second build must not reuse the first one's cache"
+    assert second.sha256 == first.sha256
+    assert second.source_code_hash == first.source_code_hash
+    assert second.path.read_bytes() == first.path.read_bytes()
+
+
+@pytest.mark.network
+def test_cached_layer_is_reused_without_running_pip(layers: LayerCache, monkeypatch: pytest.MonkeyPatch) -> None:
+    built = layers.get("python3.12", "arm64")
+    stat_before = built.path.stat()
+
+    def pip_must_not_run(*args: object, **kwargs: object) -> None:
+        raise AssertionError("ensure_layer ran pip although the cached layer's inputs are unchanged")
+
+    monkeypatch.setattr(layer_build_module, "_pip_install", pip_must_not_run)
+    reused = ensure_layer("python3.12", "arm64", cache_dir=layers.cache_dir)
+    assert reused == built
+    stat_after = reused.path.stat()
+    assert (stat_after.st_ino, stat_after.st_mtime_ns) == (stat_before.st_ino, stat_before.st_mtime_ns)
+
+
+@pytest.mark.network
+def test_ensure_layer_refuses_a_layer_over_the_size_limit(layers: LayerCache) -> None:
+    built = layers.get("python3.12", "arm64")
+    with pytest.raises(LayerBuildError, match=rf"limit of {built.unzipped_bytes} bytes") as raised:
+        ensure_layer("python3.12", "arm64", cache_dir=layers.cache_dir, size_limit_bytes=built.unzipped_bytes)
+    assert f"unzips to {built.unzipped_bytes} bytes" in str(raised.value)
+
+
+@pytest.mark.network
+def test_cli_writes_the_zip_and_one_result_line(layers: LayerCache, tmp_path: Path) -> None:
+    built = layers.get("python3.12", "arm64")
+    out_dir = tmp_path / "out"
+    command = [sys.executable, "-m", "layer_build", "--runtime", "python3.12", "--arch", "arm64"]
+    result = subprocess.run(
+        [*command, "--out", str(out_dir), "--cache-dir", str(layers.cache_dir)],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    written = out_dir / "layer-python3.12-arm64.zip"
+    assert written.read_bytes() == built.path.read_bytes()
+    assert result.stdout == (
+        f"{written} sha256={built.sha256} zipped_bytes={written.stat().st_size} "
+        f"unzipped_bytes={built.unzipped_bytes} with_function_code_bytes="
+        f"{built.unzipped_bytes + layer_build_module.function_code_bytes(PROJECT_DIR / 'handler')}\n"
+    )
+
+
+# Both scripts run under the runtime's Python with only the function code and the layer on
+# sys.path (-S: no site-packages), as Lambda lays them out in /var/task and /opt/python.
+LAYER_SCRIPT = """
+import io, json, sys
+import PIL, pi_heif
+from PIL import Image, features
+
+pi_heif.register_heif_opener()
+with Image.open(sys.argv[1]) as heic:
+    heic.load()
+    heic_size = heic.size
+with Image.open(sys.argv[2]) as photo:
+    photo.thumbnail((320, 320))
+    encoded = {}
+    for codec in ("JPEG", "WEBP", "AVIF", "PNG"):
+        buffer = io.BytesIO()
+        photo.save(buffer, codec)
+        encoded[codec] = Image.open(io.BytesIO(buffer.getvalue())).size
+json.dump({
+    "python": list(sys.version_info[:2]),
+    "modules": {"PIL": PIL.__file__, "pi_heif": pi_heif.__file__},
+    "heic_size": list(heic_size),
+    "encoded": {codec: list(size) for codec, size in encoded.items()},
+}, sys.stdout)
+"""
+
+
+def run_like_lambda(
+    layers: LayerCache, runtime: str, script: str, arguments: list[Path], tmp_path: Path
+) -> tuple[dict[str, object], Path]:
+    """Run ``script`` under the runtime's local Python on the extracted layer; its JSON report and layer dir."""
+    pyenv_version, executable = LOCAL_INTERPRETERS[runtime]
+    if shutil.which(executable) is None:
+        pytest.skip(f"{executable} (pyenv {pyenv_version}) is not installed: cannot import the {runtime} layer")
+    artifact = layers.get(runtime, local_arch())
+    layer_dir = extract(artifact, tmp_path / "opt") / "python"
+    task_dir = tmp_path / "task"
+    shutil.copytree(PROJECT_DIR / "handler", task_dir / "handler", ignore=shutil.ignore_patterns("__pycache__"))
+    environment = {
+        "PATH": os.environ["PATH"],
+        "HOME": os.environ.get("HOME", str(tmp_path)),
+        "PYENV_VERSION": pyenv_version,
+        "PYTHONPATH": os.pathsep.join([str(task_dir), str(layer_dir)]),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    if "PYENV_ROOT" in os.environ:
+        environment["PYENV_ROOT"] = os.environ["PYENV_ROOT"]
+    result = subprocess.run(
+        [executable, "-S", "-c", script, *map(str, arguments)],
+        env=environment,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, f"{runtime} layer failed under {executable} {pyenv_version}:\n{result.stderr}"
+    return json.loads(result.stdout), layer_dir
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("runtime", sorted(LOCAL_INTERPRETERS))
+def test_layer_alone_imports_pillow_decodes_heic_and_encodes(
+    layers: LayerCache, runtime: str, tmp_path: Path, photos_dir: Path, hostile_dir: Path
+) -> None:
+    report, layer_dir = run_like_lambda(
+        layers, runtime, LAYER_SCRIPT, [hostile_dir / HEIC_SAMPLE, photos_dir / PHOTO_SAMPLE], tmp_path
+    )
+    assert report["python"] == [int(part) for part in RUNTIMES[runtime].python_version.split(".")]
+    for module, path in report["modules"].items():
+        assert Path(path).is_relative_to(layer_dir), f"{module} imported from {path}, not from the layer"
+    width, height = report["heic_size"]
+    assert width > 0 and height > 0
+    # 2560x1600 shrunk into 320x320 keeps the 1.6 aspect ratio.
+    assert report["encoded"] == {codec: [320, 200] for codec in ("JPEG", "WEBP", "AVIF", "PNG")}
