@@ -1,0 +1,30 @@
+"""The function's code archive: the `handler/` package at the zip root, Python sources only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pulumi
+
+HANDLER_PACKAGE = "handler"
+
+
+def handler_sources(handler_dir: Path) -> dict[str, Path]:
+    """Archive path -> file for every `.py` under `handler_dir`, sorted.
+
+    Only sources ship: `__pycache__` and editor or test leftovers would change the archive's
+    hash between machines and trigger needless function updates.
+    """
+    if not (handler_dir / "__init__.py").is_file():
+        raise FileNotFoundError(f"{handler_dir} is not the handler package (no __init__.py)")
+    return {
+        f"{HANDLER_PACKAGE}/{path.relative_to(handler_dir).as_posix()}": path
+        for path in sorted(handler_dir.rglob("*.py"))
+        if "__pycache__" not in path.relative_to(handler_dir).parts
+    }
+
+
+def handler_archive(handler_dir: Path) -> pulumi.AssetArchive:
+    """A Pulumi archive of `handler_sources`; Lambda imports `handler.app.handler` from its root."""
+    sources = handler_sources(handler_dir)
+    return pulumi.AssetArchive({name: pulumi.FileAsset(str(path)) for name, path in sources.items()})

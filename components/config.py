@@ -1,0 +1,207 @@
+"""Stack config validation: raw `pulumi config` text in, one typed `PipelineConfig` out.
+
+Pure Python (no Pulumi), so every rule is unit-tested directly. A bad value raises
+`ConfigError` naming the fully qualified key, the value and what is allowed, before any
+resource is declared: `pulumi preview` fails fast instead of AWS failing halfway through `up`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+from handler.variants import VariantError, VariantSpec, parse_variants
+
+NAMESPACE = "image-pipeline"
+
+MEMORY_RANGE_MB = (128, 10240)
+TIMEOUT_RANGE_SECONDS = (1, 900)
+# FunctionEventInvokeConfig accepts 60 s .. 6 h for the maximum event age.
+EVENT_AGE_RANGE_SECONDS = (60, 21600)
+# SQS keeps messages 60 s .. 14 days; whole days are what an operator reasons in.
+DEAD_LETTER_RETENTION_RANGE_DAYS = (1, 14)
+# The values CloudWatch Logs' PutRetentionPolicy accepts. "Never expire" is deliberately
+# not offered: function logs can hold object keys, so they must age out.
+LOG_RETENTION_DAYS: tuple[int, ...] = (
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
+)  # fmt: skip
+LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR")
+# -1 is Lambda's "no reservation"; 0 would throttle every invocation, a silent outage.
+UNRESERVED_CONCURRENCY = -1
+# S3 caps an object key (and so a notification filter) at 1024 bytes.
+MAX_FILTER_BYTES = 1024
+# Matches key ARNs, including multi-region keys (mrk-...); aliases cannot be granted in IAM.
+_KMS_KEY_ARN_RE = re.compile(r"^arn:(aws[a-z-]*):kms:([a-z0-9-]+):(\d{12}):key/(mrk-)?[0-9a-f-]{32,36}$")
+
+_T = TypeVar("_T")
+
+
+class ConfigError(ValueError):
+    """A stack config value is invalid; the message names the key, the value and what is allowed."""
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Every stack setting, validated; see Pulumi.yaml for the descriptions users read."""
+
+    variants: tuple[VariantSpec, ...]
+    runtime: str
+    architecture: str
+    memory_mb: int
+    timeout_seconds: int
+    reserved_concurrency: int
+    log_level: str
+    log_retention_days: int
+    noncurrent_version_days: int
+    quarantine_expiration_days: int
+    dead_letter_retention_days: int
+    max_event_age_seconds: int
+    pixel_limit: int
+    max_upload_bytes: int
+    kms_key_arn: str | None
+    upload_prefix: str
+    upload_suffix: str
+    protect_data: bool
+    layer_zip: str | None
+
+
+def qualified(key: str) -> str:
+    return f"{NAMESPACE}:{key}"
+
+
+def _required(raw: Mapping[str, str | None], key: str) -> str:
+    value = raw.get(key)
+    if value is None:
+        raise ConfigError(f"{qualified(key)}: missing; it has a default in Pulumi.yaml, so the project file is damaged")
+    return value.strip()
+
+
+def _integer(raw: Mapping[str, str | None], key: str, low: int, high: int | None, unit: str) -> int:
+    text = _required(raw, key)
+    allowed = f"an integer {low}..{high} {unit}" if high is not None else f"an integer >= {low} {unit}"
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"{qualified(key)}: must be {allowed}, got {text!r}") from None
+    if value < low or (high is not None and value > high):
+        raise ConfigError(f"{qualified(key)}: must be {allowed}, got {value}")
+    return value
+
+
+def _choice(raw: Mapping[str, str | None], key: str, allowed: Collection[_T], convert: Callable[[str], _T]) -> _T:
+    text = _required(raw, key)
+    listed = ", ".join(str(option) for option in allowed)
+    try:
+        value = convert(text)
+    except ValueError:
+        raise ConfigError(f"{qualified(key)}: must be one of {listed}; got {text!r}") from None
+    if value not in allowed:
+        raise ConfigError(f"{qualified(key)}: must be one of {listed}; got {text!r}")
+    return value
+
+
+def _boolean(raw: Mapping[str, str | None], key: str) -> bool:
+    text = _required(raw, key).lower()
+    if text not in ("true", "false"):
+        raise ConfigError(f"{qualified(key)}: must be true or false, got {raw.get(key)!r}")
+    return text == "true"
+
+
+def _optional_text(raw: Mapping[str, str | None], key: str) -> str | None:
+    value = (raw.get(key) or "").strip()
+    return value or None
+
+
+def parse_variants_config(text: str) -> tuple[VariantSpec, ...]:
+    """A preset name, or a JSON list of variant objects (what `pulumi config set --path` or YAML gives)."""
+    key = qualified("variants")
+    stripped = text.strip()
+    value: object = stripped
+    if stripped.startswith(("[", "{")):
+        try:
+            value = json.loads(stripped)
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"{key}: not valid JSON ({error}); give a preset name or a JSON list") from None
+    try:
+        return parse_variants(value, where=key)  # type: ignore[arg-type]
+    except VariantError as error:
+        raise ConfigError(str(error)) from None
+
+
+def parse_kms_key_arn(text: str | None, region: str) -> str | None:
+    """A KMS key ARN in the stack's region, or None for SSE-S3 (AES256)."""
+    if not text:
+        return None
+    key = qualified("kmsKeyArn")
+    match = _KMS_KEY_ARN_RE.match(text)
+    if match is None:
+        raise ConfigError(
+            f"{key}: must be a KMS key ARN like arn:aws:kms:{region}:123456789012:key/<key-id> "
+            f"(not an alias), or empty for SSE-S3; got {text!r}"
+        )
+    if match.group(2) != region:
+        raise ConfigError(
+            f"{key}: the key is in {match.group(2)} but the stack deploys to aws:region {region}; "
+            "S3 default encryption needs a key in the bucket's region"
+        )
+    return text
+
+
+def parse_filter(raw: Mapping[str, str | None], key: str) -> str:
+    value = raw.get(key) or ""
+    if len(value.encode()) > MAX_FILTER_BYTES:
+        raise ConfigError(f"{qualified(key)}: at most {MAX_FILTER_BYTES} bytes (an S3 key's limit), got {len(value)}")
+    if key == "uploadPrefix" and value.startswith("/"):
+        raise ConfigError(f"{qualified(key)}: S3 keys do not start with '/', got {value!r}; use e.g. 'incoming/'")
+    return value
+
+
+def parse_reserved_concurrency(raw: Mapping[str, str | None]) -> int:
+    key = "reservedConcurrency"
+    text = _required(raw, key)
+    allowed = f"{UNRESERVED_CONCURRENCY} (no reservation) or an integer >= 1"
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"{qualified(key)}: must be {allowed}, got {text!r}") from None
+    if value != UNRESERVED_CONCURRENCY and value < 1:
+        raise ConfigError(f"{qualified(key)}: must be {allowed}, got {value} (0 would throttle every upload)")
+    return value
+
+
+def parse_config(
+    raw: Mapping[str, str | None],
+    *,
+    region: str,
+    runtimes: Collection[str],
+    architectures: Collection[str],
+) -> PipelineConfig:
+    """Validate the project's config (keys without namespace, values as `pulumi.Config.get` returns them).
+
+    `runtimes`/`architectures` come from layer_build, the one definition of what a layer can be
+    built for; `region` is `aws:region`, which a KMS key must match.
+    """
+    return PipelineConfig(
+        variants=parse_variants_config(_required(raw, "variants")),
+        runtime=_choice(raw, "runtime", tuple(runtimes), str),
+        architecture=_choice(raw, "architecture", tuple(architectures), str),
+        memory_mb=_integer(raw, "memorySize", *MEMORY_RANGE_MB, "MB"),
+        timeout_seconds=_integer(raw, "timeout", *TIMEOUT_RANGE_SECONDS, "seconds"),
+        reserved_concurrency=parse_reserved_concurrency(raw),
+        log_level=_choice(raw, "logLevel", LOG_LEVELS, str.upper),
+        log_retention_days=_choice(raw, "logRetentionDays", LOG_RETENTION_DAYS, int),
+        noncurrent_version_days=_integer(raw, "noncurrentVersionDays", 1, None, "days"),
+        quarantine_expiration_days=_integer(raw, "quarantineExpirationDays", 1, None, "days"),
+        dead_letter_retention_days=_integer(raw, "deadLetterRetentionDays", *DEAD_LETTER_RETENTION_RANGE_DAYS, "days"),
+        max_event_age_seconds=_integer(raw, "maxEventAgeSeconds", *EVENT_AGE_RANGE_SECONDS, "seconds"),
+        pixel_limit=_integer(raw, "pixelLimit", 1, None, "pixels"),
+        max_upload_bytes=_integer(raw, "maxUploadBytes", 1, None, "bytes"),
+        kms_key_arn=parse_kms_key_arn(_optional_text(raw, "kmsKeyArn"), region),
+        upload_prefix=parse_filter(raw, "uploadPrefix"),
+        upload_suffix=parse_filter(raw, "uploadSuffix"),
+        protect_data=_boolean(raw, "protectData"),
+        layer_zip=_optional_text(raw, "layerZip"),
+    )

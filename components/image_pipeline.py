@@ -1,0 +1,345 @@
+"""The ImagePipeline component: upload bucket -> Lambda (Pillow layer) -> processed bucket.
+
+Rejected uploads go to a third, quarantine bucket rather than a prefix of the processed one:
+the processed bucket is what a CDN or website serves, and an origin must never be able to
+expose a hostile file, however its paths are configured.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_random as random
+
+from components.code import handler_archive
+from components.naming import FUNCTION_ROLE, SUFFIX_BYTES, bucket_name_prefix
+from components.policies import lambda_assume_role_policy, least_privilege_policy, tls_only_bucket_policy
+from handler.variants import VariantSpec, variants_to_json
+
+COMPONENT_TYPE = "image-pipeline:index:ImagePipeline"
+HANDLER_ENTRY_POINT = "handler.app.handler"
+MAX_RETRY_ATTEMPTS = 2
+# Incomplete multipart uploads are invisible and billed; a week is ample for a resumable upload.
+ABORT_MULTIPART_AFTER_DAYS = 7
+
+
+@dataclass(frozen=True)
+class ImagePipelineArgs:
+    """Everything the component needs, validated by the caller (the component reads no config)."""
+
+    name_prefix: str
+    """`<project>-<stack>`, validated by `components.naming.name_prefix`; every physical name starts with it."""
+    variants: tuple[VariantSpec, ...]
+    """Renditions produced per upload; shipped to the function as `VARIANTS` JSON."""
+    layer_zip: Path
+    """The Pillow layer zip built by `layer_build` for `runtime` and `architecture`."""
+    layer_source_code_hash: str
+    """Base64 SHA-256 of `layer_zip`: a new layer version is published only when it changes."""
+    handler_dir: Path
+    """The `handler/` package; its `.py` files become the function code."""
+    runtime: str = "python3.12"
+    """Lambda runtime of the function, and the layer's only compatible runtime."""
+    architecture: str = "arm64"
+    """Lambda architecture (`x86_64` or `arm64`) of the function and the layer."""
+    memory_mb: int = 1024
+    """Function memory; Lambda scales CPU with it, and decoding large photos needs both."""
+    timeout_seconds: int = 60
+    """Function timeout for one S3 event."""
+    reserved_concurrency: int = -1
+    """Reserved concurrent executions; -1 leaves the function unreserved."""
+    log_level: str = "INFO"
+    """`LOG_LEVEL` of the function."""
+    log_retention_days: int = 14
+    """Retention of the function's log group, a value CloudWatch accepts."""
+    noncurrent_version_days: int = 30
+    """Days after which noncurrent object versions are expired in every bucket."""
+    quarantine_expiration_days: int = 30
+    """Days after which quarantined uploads themselves expire."""
+    dead_letter_retention_days: int = 14
+    """How long failed events stay in the dead-letter queue."""
+    max_event_age_seconds: int = 3600
+    """Events older than this are not retried but sent to the dead-letter queue."""
+    pixel_limit: int = 50_000_000
+    """`PIXEL_LIMIT`: larger images are quarantined instead of decoded (decompression bombs)."""
+    max_upload_bytes: int = 52_428_800
+    """`MAX_UPLOAD_BYTES`: larger uploads are quarantined without being downloaded."""
+    kms_key_arn: str | None = None
+    """Customer KMS key for SSE-KMS with a bucket key; None means SSE-S3 (AES256)."""
+    upload_prefix: str = ""
+    """Only keys starting with this trigger the function ("" = all)."""
+    upload_suffix: str = ""
+    """Only keys ending with this trigger the function ("" = all)."""
+    protect_data: bool = False
+    """True (prod): buckets are protected and retained on delete, never force-destroyed."""
+
+
+class ImagePipeline(pulumi.ComponentResource):
+    """Private, encrypted buckets, the resize function with its layer, role, logs and dead-letter queue."""
+
+    upload_bucket: pulumi.Output[str]
+    processed_bucket: pulumi.Output[str]
+    quarantine_bucket: pulumi.Output[str]
+    function_name: pulumi.Output[str]
+    function_arn: pulumi.Output[str]
+    layer_arn: pulumi.Output[str]
+    dead_letter_queue_url: pulumi.Output[str]
+    log_group_name: pulumi.Output[str]
+
+    def __init__(self, name: str, args: ImagePipelineArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(COMPONENT_TYPE, name, {}, opts)
+        self._name = name
+        self._args = args
+        self._child = pulumi.ResourceOptions(parent=self)
+
+        suffix = random.RandomId(f"{name}-suffix", byte_length=SUFFIX_BYTES, opts=self._child)
+        self._suffix_hex = suffix.hex
+        upload = self._private_bucket("upload")
+        processed = self._private_bucket("processed")
+        quarantine = self._private_bucket("quarantine", expire_current_after_days=args.quarantine_expiration_days)
+        function_name = pulumi.Output.concat(args.name_prefix, f"-{FUNCTION_ROLE}-", self._suffix_hex)
+        log_group = self._log_group(function_name)
+        queue = self._dead_letter_queue()
+        role, role_policy = self._role(upload, processed, quarantine, log_group, queue)
+        layer = self._layer()
+        function = self._function(
+            function_name=function_name,
+            role=role,
+            layer=layer,
+            processed=processed,
+            quarantine=quarantine,
+            ready_first=[log_group, role_policy],
+        )
+        self._failure_destination(function, queue)
+        self._notification(upload, function)
+
+        self.upload_bucket = upload.bucket
+        self.processed_bucket = processed.bucket
+        self.quarantine_bucket = quarantine.bucket
+        self.function_name = function.name
+        self.function_arn = function.arn
+        self.layer_arn = layer.arn
+        self.dead_letter_queue_url = queue.url
+        self.log_group_name = log_group.name
+        self.register_outputs(
+            {
+                "upload_bucket": self.upload_bucket,
+                "processed_bucket": self.processed_bucket,
+                "quarantine_bucket": self.quarantine_bucket,
+                "function_name": self.function_name,
+                "function_arn": self.function_arn,
+                "layer_arn": self.layer_arn,
+                "dead_letter_queue_url": self.dead_letter_queue_url,
+                "log_group_name": self.log_group_name,
+            }
+        )
+
+    def _private_bucket(self, role: str, *, expire_current_after_days: int | None = None) -> aws.s3.Bucket:
+        """A versioned, encrypted bucket that only TLS requests from this account's principals can reach."""
+        args = self._args
+        bucket = aws.s3.Bucket(
+            f"{self._name}-{role}",
+            bucket=pulumi.Output.concat(bucket_name_prefix(args.name_prefix, role), self._suffix_hex),
+            force_destroy=not args.protect_data,
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect_data, retain_on_delete=args.protect_data),
+        )
+        on_bucket = pulumi.ResourceOptions(parent=bucket)
+        versioning = aws.s3.BucketVersioning(
+            f"{self._name}-{role}-versioning",
+            bucket=bucket.bucket,
+            versioning_configuration={"status": "Enabled"},
+            opts=on_bucket,
+        )
+        encryption_default: dict[str, str] = {"sse_algorithm": "AES256"}
+        if args.kms_key_arn is not None:
+            encryption_default = {"sse_algorithm": "aws:kms", "kms_master_key_id": args.kms_key_arn}
+        aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{self._name}-{role}-encryption",
+            bucket=bucket.bucket,
+            rules=[
+                {
+                    "apply_server_side_encryption_by_default": encryption_default,
+                    # A bucket key cuts KMS requests (and cost) per object; meaningless for AES256.
+                    "bucket_key_enabled": args.kms_key_arn is not None,
+                }
+            ],
+            opts=on_bucket,
+        )
+        public_access_block = aws.s3.BucketPublicAccessBlock(
+            f"{self._name}-{role}-public-access-block",
+            bucket=bucket.bucket,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+            opts=on_bucket,
+        )
+        aws.s3.BucketOwnershipControls(
+            f"{self._name}-{role}-ownership",
+            bucket=bucket.bucket,
+            rule={"object_ownership": "BucketOwnerEnforced"},
+            opts=on_bucket,
+        )
+        aws.s3.BucketPolicy(
+            f"{self._name}-{role}-tls-only",
+            bucket=bucket.bucket,
+            policy=bucket.arn.apply(lambda arn: json.dumps(tls_only_bucket_policy(arn))),
+            # S3 rejects concurrent configuration changes on one bucket (OperationAborted).
+            opts=pulumi.ResourceOptions(parent=bucket, depends_on=[public_access_block]),
+        )
+        rule: dict[str, object] = {
+            "id": "expire-noncurrent-versions",
+            "status": "Enabled",
+            "filter": {},
+            "noncurrent_version_expiration": {"noncurrent_days": args.noncurrent_version_days},
+            "abort_incomplete_multipart_upload": {"days_after_initiation": ABORT_MULTIPART_AFTER_DAYS},
+        }
+        if expire_current_after_days is not None:
+            rule["id"] = "expire-quarantined-objects"
+            rule["expiration"] = {"days": expire_current_after_days}
+        aws.s3.BucketLifecycleConfiguration(
+            f"{self._name}-{role}-lifecycle",
+            bucket=bucket.bucket,
+            rules=[rule],
+            # Noncurrent-version rules need versioning enabled first.
+            opts=pulumi.ResourceOptions(parent=bucket, depends_on=[versioning]),
+        )
+        return bucket
+
+    def _log_group(self, function_name: pulumi.Output[str]) -> aws.cloudwatch.LogGroup:
+        """Created before the function, so Lambda never creates it with unlimited retention."""
+        return aws.cloudwatch.LogGroup(
+            f"{self._name}-logs",
+            name=pulumi.Output.concat("/aws/lambda/", function_name),
+            retention_in_days=self._args.log_retention_days,
+            opts=self._child,
+        )
+
+    def _dead_letter_queue(self) -> aws.sqs.Queue:
+        """Where events land after the retries: they hold object keys, so encrypted, and they age out."""
+        return aws.sqs.Queue(
+            f"{self._name}-dead-letter",
+            name=pulumi.Output.concat(self._args.name_prefix, "-dead-letter-", self._suffix_hex),
+            sqs_managed_sse_enabled=True,
+            message_retention_seconds=self._args.dead_letter_retention_days * 86400,
+            opts=self._child,
+        )
+
+    def _role(
+        self,
+        upload: aws.s3.Bucket,
+        processed: aws.s3.Bucket,
+        quarantine: aws.s3.Bucket,
+        log_group: aws.cloudwatch.LogGroup,
+        queue: aws.sqs.Queue,
+    ) -> tuple[aws.iam.Role, aws.iam.RolePolicy]:
+        role = aws.iam.Role(
+            f"{self._name}-function-role",
+            assume_role_policy=json.dumps(lambda_assume_role_policy()),
+            opts=self._child,
+        )
+        kms_key_arn = self._args.kms_key_arn
+        policy = pulumi.Output.all(upload.arn, processed.arn, quarantine.arn, log_group.arn, queue.arn).apply(
+            lambda arns: json.dumps(
+                least_privilege_policy(
+                    upload_bucket_arn=arns[0],
+                    processed_bucket_arn=arns[1],
+                    quarantine_bucket_arn=arns[2],
+                    log_group_arn=arns[3],
+                    dead_letter_queue_arn=arns[4],
+                    kms_key_arn=kms_key_arn,
+                )
+            )
+        )
+        role_policy = aws.iam.RolePolicy(f"{self._name}-function-policy", role=role.id, policy=policy, opts=self._child)
+        return role, role_policy
+
+    def _layer(self) -> aws.lambda_.LayerVersion:
+        args = self._args
+        return aws.lambda_.LayerVersion(
+            f"{self._name}-pillow-layer",
+            layer_name=f"{args.name_prefix}-pillow",
+            code=pulumi.FileArchive(str(args.layer_zip)),
+            source_code_hash=args.layer_source_code_hash,
+            compatible_runtimes=[args.runtime],
+            compatible_architectures=[args.architecture],
+            description="Pillow and pi-heif for the image pipeline (built by layer_build)",
+            opts=self._child,
+        )
+
+    def _function(
+        self,
+        *,
+        function_name: pulumi.Output[str],
+        role: aws.iam.Role,
+        layer: aws.lambda_.LayerVersion,
+        processed: aws.s3.Bucket,
+        quarantine: aws.s3.Bucket,
+        ready_first: list[pulumi.Resource],
+    ) -> aws.lambda_.Function:
+        """`ready_first`: the log group and the role's policy, so the first invocation can log and write."""
+        args = self._args
+        return aws.lambda_.Function(
+            f"{self._name}-function",
+            name=function_name,
+            role=role.arn,
+            runtime=args.runtime,
+            architectures=[args.architecture],
+            handler=HANDLER_ENTRY_POINT,
+            code=handler_archive(args.handler_dir),
+            layers=[layer.arn],
+            memory_size=args.memory_mb,
+            timeout=args.timeout_seconds,
+            reserved_concurrent_executions=args.reserved_concurrency,
+            environment={
+                "variables": {
+                    "PROCESSED_BUCKET": processed.bucket,
+                    "QUARANTINE_BUCKET": quarantine.bucket,
+                    "VARIANTS": variants_to_json(args.variants),
+                    "LOG_LEVEL": args.log_level,
+                    "PIXEL_LIMIT": str(args.pixel_limit),
+                    "MAX_UPLOAD_BYTES": str(args.max_upload_bytes),
+                }
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=ready_first),
+        )
+
+    def _failure_destination(self, function: aws.lambda_.Function, queue: aws.sqs.Queue) -> None:
+        """S3 invokes asynchronously: retry twice, then hand the event to the dead-letter queue."""
+        aws.lambda_.FunctionEventInvokeConfig(
+            f"{self._name}-async-invoke",
+            function_name=function.name,
+            maximum_retry_attempts=MAX_RETRY_ATTEMPTS,
+            maximum_event_age_in_seconds=self._args.max_event_age_seconds,
+            destination_config={"on_failure": {"destination": queue.arn}},
+            opts=self._child,
+        )
+
+    def _notification(self, upload: aws.s3.Bucket, function: aws.lambda_.Function) -> None:
+        # source_account as well as source_arn: bucket names are global, so a deleted bucket's
+        # name re-created in another account must not be able to invoke the function.
+        account_id = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self)).account_id
+        permission = aws.lambda_.Permission(
+            f"{self._name}-allow-s3",
+            action="lambda:InvokeFunction",
+            function=function.name,
+            principal="s3.amazonaws.com",
+            source_arn=upload.arn,
+            source_account=account_id,
+            opts=self._child,
+        )
+        trigger: dict[str, object] = {"lambda_function_arn": function.arn, "events": ["s3:ObjectCreated:*"]}
+        if self._args.upload_prefix:
+            trigger["filter_prefix"] = self._args.upload_prefix
+        if self._args.upload_suffix:
+            trigger["filter_suffix"] = self._args.upload_suffix
+        aws.s3.BucketNotification(
+            f"{self._name}-upload-notification",
+            bucket=upload.bucket,
+            lambda_functions=[trigger],
+            # S3 tests the destination when the notification is saved; without the permission it fails.
+            opts=pulumi.ResourceOptions(parent=upload, depends_on=[permission]),
+        )

@@ -1,0 +1,97 @@
+"""IAM and bucket policy documents as pure functions of ARNs, so tests read them without Pulumi."""
+
+from __future__ import annotations
+
+from typing import Any
+
+PolicyDocument = dict[str, Any]
+
+POLICY_VERSION = "2012-10-17"
+
+
+def lambda_assume_role_policy() -> PolicyDocument:
+    """Trust policy: only the Lambda service may assume the function's role."""
+    return {
+        "Version": POLICY_VERSION,
+        "Statement": [
+            {
+                "Sid": "LambdaServiceOnly",
+                "Effect": "Allow",
+                "Principal": {"Service": "lambda.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+
+
+def least_privilege_policy(
+    *,
+    upload_bucket_arn: str,
+    processed_bucket_arn: str,
+    quarantine_bucket_arn: str,
+    log_group_arn: str,
+    dead_letter_queue_arn: str,
+    kms_key_arn: str | None,
+) -> PolicyDocument:
+    """Exactly what the function does: read uploads, write variants and quarantined files, log, dead-letter.
+
+    No ListBucket (a missing key then reads as 403, which the handler treats as permanent),
+    no DeleteObject, no ACL actions (ACLs are disabled by BucketOwnerEnforced).
+    """
+    statements: list[PolicyDocument] = [
+        {
+            "Sid": "ReadUploads",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:GetObjectVersion"],
+            "Resource": f"{upload_bucket_arn}/*",
+        },
+        {
+            "Sid": "WriteVariantsAndQuarantine",
+            "Effect": "Allow",
+            "Action": ["s3:PutObject"],
+            "Resource": [f"{processed_bucket_arn}/*", f"{quarantine_bucket_arn}/*"],
+        },
+        {
+            # CloudWatch names a log stream `<log-group-arn>:log-stream:<stream>`, so `:*` after this
+            # one group's ARN grants its streams only: it is the documented scoping, not a wildcard
+            # over resources. CreateLogGroup is absent: the program creates the group.
+            "Sid": "WriteOwnLogs",
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": f"{log_group_arn}:*",
+        },
+        {
+            "Sid": "DeadLetterFailedEvents",
+            "Effect": "Allow",
+            "Action": ["sqs:SendMessage"],
+            "Resource": dead_letter_queue_arn,
+        },
+    ]
+    if kms_key_arn is not None:
+        statements.append(
+            {
+                # SSE-KMS: reading an upload decrypts, writing a variant generates a data key.
+                "Sid": "UseBucketKey",
+                "Effect": "Allow",
+                "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+                "Resource": kms_key_arn,
+            }
+        )
+    return {"Version": POLICY_VERSION, "Statement": statements}
+
+
+def tls_only_bucket_policy(bucket_arn: str) -> PolicyDocument:
+    """Deny every request to the bucket and its objects that does not use TLS."""
+    return {
+        "Version": POLICY_VERSION,
+        "Statement": [
+            {
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [bucket_arn, f"{bucket_arn}/*"],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }
+        ],
+    }
