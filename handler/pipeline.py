@@ -1,0 +1,291 @@
+"""The image pipeline: upload bytes + variant specs -> rendered variants. Pure: no AWS.
+
+Order of work, chosen so every pixel is touched as few times as possible:
+
+1. refuse oversized bytes, sniff the container, open the header with an allowlist
+   of decoders only, and refuse too many pixels before anything is decoded;
+2. plan every variant's size in the stored pixel grid, and let JPEG decode at
+   1/2, 1/4 or 1/8 scale (`draft`) when every variant is that much smaller;
+3. decode once, convert to 8-bit sRGB once;
+4. resample largest variants first, each from the smallest already-made
+   full-frame intermediate that is at least twice its size (or from the decoded
+   frame), with `reducing_gap` so the expensive filter runs on few pixels;
+5. apply the orientation to the small results, flatten alpha where the codec needs it;
+6. encode on a thread pool (Pillow's codecs release the GIL), slowest first.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import os
+import struct
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from PIL import Image, UnidentifiedImageError
+
+from handler import sniff
+from handler.colour import to_srgb
+from handler.encode import encode_variant, prepare_for_format, save_prepared
+from handler.geometry import TRANSPOSE_FOR_ORIENTATION, Plan, output_size, plan_variant, read_orientation
+from handler.variants import VariantSpec
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_PIXEL_LIMIT",
+    "REASONS",
+    "Rejected",
+    "RenderedVariant",
+    "default_workers",
+    "encode_variant",
+    "render",
+]
+
+LOG = logging.getLogger(__name__)
+
+DEFAULT_PIXEL_LIMIT = 89_478_485
+"""Pillow's own default warning threshold (a 9459x9459 frame, ~268 MB as RGB + decode buffers)."""
+DEFAULT_MAX_BYTES = 50 * 1024 * 1024
+"""50 MiB: above any camera JPEG/HEIC/RAW-free upload, and small enough to hold in a 1 GB function."""
+MAX_PIXEL_LIMIT = 2 * DEFAULT_PIXEL_LIMIT
+"""Pillow refuses to open larger frames at all (DecompressionBombError), whatever we configure."""
+
+REASONS = ("unsupported_format", "not_an_image", "corrupt", "too_many_pixels", "too_large")
+
+# Intermediates are reused as resampling sources only when at least this much
+# larger than the target, so the second resampling cannot soften the result.
+_MIN_REUSE_RATIO = 2.0
+_REDUCING_GAP = 3.0
+_RESAMPLE = Image.Resampling.LANCZOS
+# Relative encode cost per pixel, to start the slowest encodes first.
+_CODEC_COST = {"avif": 8, "png": 4, "webp": 4, "jpeg": 1}
+# Exceptions Pillow's decoders raise on damaged data.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, TypeError, KeyError)
+
+_heif_lock = threading.Lock()
+_heif_registered = False
+
+
+class Rejected(Exception):  # noqa: N818 - the name is the public API the bench and layer test import
+    """The upload is not something we render; permanent, so quarantine rather than retry."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        if reason not in REASONS:
+            raise ValueError(f"rejection reason must be one of {', '.join(REASONS)}, got {reason!r}")
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class RenderedVariant:
+    """One encoded output, ready to store."""
+
+    name: str
+    format: str
+    data: bytes
+    width: int
+    height: int
+    content_type: str
+    extension: str
+
+
+def default_workers() -> int:
+    """CPUs this process may run on (Lambda: about one per 1769 MB of memory)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _ensure_heif_plugin() -> None:
+    """Register pi-heif's opener on first HEIF upload only: its import costs cold-start time."""
+    global _heif_registered  # noqa: PLW0603 - one-time plugin registration, guarded by the lock
+    with _heif_lock:
+        if not _heif_registered:
+            import pi_heif  # noqa: PLC0415 - lazy: only HEIF uploads pay for it
+
+            pi_heif.register_heif_opener()
+            _heif_registered = True
+
+
+def _classify_unidentified(data: bytes) -> Rejected:
+    container = sniff.accepted_container(data)
+    if container is not None:
+        return Rejected("corrupt", f"{container} signature but the header cannot be parsed")
+    other = sniff.other_image_format(data)
+    if other is not None:
+        accepted = ", ".join(sniff.ALLOWED_PILLOW_FORMATS)
+        return Rejected("unsupported_format", f"{other} is not accepted; accepted: {accepted}")
+    return Rejected("not_an_image", f"content is not a recognised image (starts with {data[:8]!r})")
+
+
+def _open(data: bytes, pixel_limit: int) -> Image.Image:
+    """Parse only the header, with the allowlisted decoders; enforce the pixel limit."""
+    if not data:
+        raise Rejected("not_an_image", "empty upload (0 bytes)")
+    heif = sniff.is_heif_container(data)
+    if heif:
+        _ensure_heif_plugin()
+    formats = [name for name in sniff.ALLOWED_PILLOW_FORMATS if heif or name != "HEIF"]
+    try:
+        image = Image.open(io.BytesIO(data), formats=formats)
+    except Image.DecompressionBombError as exc:  # not an OSError: caught explicitly
+        raise Rejected("too_many_pixels", str(exc)) from None
+    except UnidentifiedImageError:
+        raise _classify_unidentified(data) from None
+    except _DECODE_ERRORS as exc:
+        raise Rejected("corrupt", f"header cannot be parsed: {exc}") from None
+    width, height = image.size
+    if width * height > pixel_limit:
+        raise Rejected("too_many_pixels", f"{width}x{height} = {width * height} pixels exceeds the limit {pixel_limit}")
+    if width < 1 or height < 1:
+        raise Rejected("corrupt", f"header declares an empty frame {width}x{height}")
+    return image
+
+
+def _shrink_on_load(image: Image.Image, plans: Sequence[Plan]) -> None:
+    """Ask the JPEG decoder for the smallest DCT scale that still covers every variant."""
+    if image.format not in ("JPEG", "MPO"):
+        return
+    width, height = image.size
+    needed = 0.0
+    for plan in plans:
+        left, top, right, bottom = plan.crop or (0, 0, width, height)
+        needed = max(needed, plan.stored_size[0] / (right - left), plan.stored_size[1] / (bottom - top))
+    if needed <= 0.5:
+        image.draft(None, (math.ceil(width * needed), math.ceil(height * needed)))
+
+
+def _decode(image: Image.Image) -> None:
+    try:
+        image.load()
+    except _DECODE_ERRORS as exc:
+        raise Rejected("corrupt", f"pixel data cannot be decoded: {exc}") from None
+
+
+@dataclass
+class _Sized:
+    """A resampled frame and whether it shows the whole picture (so it can feed smaller ones)."""
+
+    image: Image.Image
+    full_frame: bool
+
+
+def _resample(decoded: Image.Image, original_size: tuple[int, int], plan: Plan, made: list[_Sized]) -> _Sized:
+    """Make `plan`'s frame from the smallest suitable full-frame source already at hand."""
+    orig_w, orig_h = original_size
+    crop = plan.crop or (0.0, 0.0, float(orig_w), float(orig_h))
+    crop_fraction_w = (crop[2] - crop[0]) / orig_w
+    target_w, target_h = plan.stored_size
+    best = decoded
+    for candidate in made:
+        if not candidate.full_frame:
+            continue
+        cand_w, cand_h = candidate.image.size
+        if plan.crop is None and (cand_w, cand_h) == (target_w, target_h):
+            return candidate
+        ratio = cand_w * crop_fraction_w / target_w
+        if ratio >= _MIN_REUSE_RATIO and cand_w * cand_h < best.size[0] * best.size[1]:
+            best = candidate.image
+    if plan.crop is None and best.size == (target_w, target_h):
+        return _Sized(best, full_frame=True)
+    scale_x, scale_y = best.size[0] / orig_w, best.size[1] / orig_h
+    box = (crop[0] * scale_x, crop[1] * scale_y, crop[2] * scale_x, crop[3] * scale_y)
+    resized = best.resize((target_w, target_h), _RESAMPLE, box=box, reducing_gap=_REDUCING_GAP)
+    return _Sized(resized, full_frame=plan.crop is None)
+
+
+def _validate_limits(pixel_limit: int, max_bytes: int, workers: int | None) -> int:
+    if isinstance(pixel_limit, bool) or not isinstance(pixel_limit, int) or not 1 <= pixel_limit <= MAX_PIXEL_LIMIT:
+        raise ValueError(f"pixel_limit must be an integer 1..{MAX_PIXEL_LIMIT}, got {pixel_limit!r}")
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
+        raise ValueError(f"max_bytes must be a positive integer, got {max_bytes!r}")
+    if workers is None:
+        return default_workers()
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be None (one per CPU) or an integer >= 1, got {workers!r}")
+    return workers
+
+
+def render(
+    data: bytes,
+    specs: Sequence[VariantSpec],
+    *,
+    pixel_limit: int = DEFAULT_PIXEL_LIMIT,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    workers: int | None = None,
+) -> list[RenderedVariant]:
+    """Render every variant of one upload, in the order of `specs`.
+
+    Raises `Rejected` (with `.reason` in `REASONS`) for uploads we refuse; any
+    other exception is a bug or a resource problem, not the upload's fault.
+    `workers=None` sizes the encoder pool to the available CPUs; 1 runs inline.
+    """
+    if not specs:
+        raise ValueError("specs must name at least one variant")
+    workers = _validate_limits(pixel_limit, max_bytes, workers)
+    if len(data) > max_bytes:
+        raise Rejected("too_large", f"{len(data)} bytes exceeds the limit {max_bytes}")
+    image = _open(data, pixel_limit)
+    orientation = read_orientation(image)
+    original_size = image.size
+    plans = [plan_variant(original_size, spec, orientation) for spec in specs]
+    _shrink_on_load(image, plans)
+    _decode(image)
+    decoded = to_srgb(image, image.info.get("icc_profile"))
+    LOG.debug("decoded %s %s %s -> %s %s", image.format, image.mode, original_size, decoded.mode, decoded.size)
+
+    order = sorted(range(len(specs)), key=lambda i: (plans[i].pixels, _CODEC_COST[specs[i].format]), reverse=True)
+    made: list[_Sized] = []
+    upright: dict[int, Image.Image] = {}
+    prepared: dict[tuple[int, str, str], Image.Image] = {}
+    results: dict[int, Future[bytes] | bytes] = {}
+    transpose = TRANSPOSE_FOR_ORIENTATION.get(orientation)
+
+    def encode(index: int, frame: Image.Image, submit: Callable[..., Future[bytes]] | None) -> None:
+        spec = specs[index]
+        if submit is None:
+            results[index] = save_prepared(frame, spec)
+        else:
+            results[index] = submit(save_prepared, frame, spec)
+
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="encode") if workers > 1 else None
+    try:
+        for index in order:
+            spec = specs[index]
+            sized = _resample(decoded, original_size, plans[index], made)
+            if all(sized is not m for m in made):
+                made.append(sized)
+            frame = upright.get(id(sized.image))
+            if frame is None:
+                frame = sized.image.transpose(transpose) if transpose is not None else sized.image
+                upright[id(sized.image)] = frame
+            key = (id(frame), spec.format, spec.background)
+            if key not in prepared:
+                prepared[key] = prepare_for_format(frame, spec)
+            encode(index, prepared[key], pool.submit if pool is not None else None)
+        encoded = {i: r.result() if isinstance(r, Future) else r for i, r in results.items()}
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    rendered = []
+    for index, spec in enumerate(specs):
+        width, height = output_size(plans[index], orientation)
+        rendered.append(
+            RenderedVariant(
+                name=spec.name,
+                format=spec.format,
+                data=encoded[index],
+                width=width,
+                height=height,
+                content_type=spec.content_type,
+                extension=spec.extension,
+            )
+        )
+    return rendered
