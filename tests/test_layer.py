@@ -214,6 +214,38 @@ def test_zip_bytes_change_when_content_changes(tmp_path: Path) -> None:
     assert (tmp_path / "one.zip").read_bytes() != (tmp_path / "two.zip").read_bytes()
 
 
+def test_cache_rebuilds_only_when_requirements_runtime_or_arch_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pip_runs: list[tuple[str, str, str]] = []
+
+    def fake_pip(runtime: str, arch: str, requirements_file: Path, site_dir: Path) -> None:
+        pip_runs.append((runtime, arch, requirements_file.read_text()))
+        _fake_site(site_dir, mode=0o644, content=requirements_file.read_bytes())
+
+    monkeypatch.setattr(layer_build_module, "_pip_install", fake_pip)
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("pkg==1\n")
+    cache_dir = tmp_path / "cache"
+
+    first = ensure_layer("python3.12", "arm64", cache_dir=cache_dir, requirements_file=requirements)
+    again = ensure_layer("python3.12", "arm64", cache_dir=cache_dir, requirements_file=requirements)
+    assert again == first
+    assert pip_runs == [("python3.12", "arm64", "pkg==1\n")]
+
+    other_arch = ensure_layer("python3.12", "x86_64", cache_dir=cache_dir, requirements_file=requirements)
+    other_runtime = ensure_layer("python3.13", "arm64", cache_dir=cache_dir, requirements_file=requirements)
+    assert len(pip_runs) == 3
+    assert first.path not in (other_arch.path, other_runtime.path)
+
+    requirements.write_text("pkg==2\n")
+    changed = ensure_layer("python3.12", "arm64", cache_dir=cache_dir, requirements_file=requirements)
+    assert pip_runs[-1] == ("python3.12", "arm64", "pkg==2\n")
+    assert changed.sha256 != first.sha256
+    assert not first.path.exists(), "the superseded build for the same target is pruned"
+    assert other_arch.path.exists() and other_runtime.path.exists()
+
+
 def test_size_check_fails_naming_both_sizes_and_the_limit(tmp_path: Path) -> None:
     zip_path = tmp_path / "layer.zip"
     with zipfile.ZipFile(zip_path, "w") as archive:
@@ -304,6 +336,18 @@ def test_ensure_layer_refuses_a_layer_over_the_size_limit(layers: LayerCache) ->
     with pytest.raises(LayerBuildError, match=rf"limit of {built.unzipped_bytes} bytes") as raised:
         ensure_layer("python3.12", "arm64", cache_dir=layers.cache_dir, size_limit_bytes=built.unzipped_bytes)
     assert f"unzips to {built.unzipped_bytes} bytes" in str(raised.value)
+
+
+@pytest.mark.network
+def test_unsatisfiable_requirements_fail_naming_the_target_and_pips_reason(tmp_path: Path) -> None:
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("Pillow==0.0.1\n")
+    with pytest.raises(LayerBuildError) as raised:
+        ensure_layer("python3.12", "arm64", cache_dir=tmp_path / "cache", requirements_file=requirements)
+    message = str(raised.value)
+    assert "for python3.12 on arm64 (manylinux tags up to glibc 2.34)" in message
+    assert "No matching distribution found for Pillow==0.0.1" in message
+    assert not list((tmp_path / "cache").glob("python3.12-arm64-*")), "a failed build leaves no cache entry"
 
 
 @pytest.mark.network
