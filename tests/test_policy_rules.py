@@ -1,0 +1,496 @@
+"""The policy pack's rules, run without the CLI over what the real program declares.
+
+Each stack is run once under the shared echo mocks; every rule must pass on dev and prod as
+declared. Each breakage then edits the dev run's own registrations (drop a resource, change an
+input) so the tests follow the program as it evolves, and asserts the rule's verdict and that its
+message and URN name the offending resource.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from local.program import ProgramRun, Registration
+from policy.harness import PackResult, Violation, evaluate
+from policy.rules import POLICIES
+from tests.pulumi_mocks import run_stack
+
+BUCKET = "aws:s3/bucket:Bucket"
+FUNCTION = "aws:lambda/function:Function"
+ROLE = "aws:iam/role:Role"
+ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
+LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
+PERMISSION = "aws:lambda/permission:Permission"
+NOTIFICATION = "aws:s3/bucketNotification:BucketNotification"
+INVOKE_CONFIG = "aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig"
+BUCKET_POLICY = "aws:s3/bucketPolicy:BucketPolicy"
+
+
+@pytest.fixture(scope="module")
+def dev() -> ProgramRun:
+    return run_stack("dev")
+
+
+@pytest.fixture(scope="module")
+def prod() -> ProgramRun:
+    return run_stack("prod")
+
+
+# --- helpers: break one thing in a copy of the dev run -------------------------------------------
+
+
+def resources_of(run: ProgramRun) -> list[Registration]:
+    """A deep copy, so a test's edits never leak into the shared run."""
+    return copy.deepcopy(run.resources)
+
+
+def named(resources: list[Registration], type_token: str, suffix: str = "") -> Registration:
+    found = [r for r in resources if r.type == type_token and r.name.endswith(suffix)]
+    assert len(found) == 1, f"expected one {type_token} named *{suffix}, found {[r.name for r in found]}"
+    return found[0]
+
+
+def edit(registration: Registration, change: Callable[[dict[str, Any]], None]) -> None:
+    """Apply `change` to what both resource rules (inputs) and stack rules (outputs) see."""
+    change(registration.inputs)
+    change(registration.state)
+
+
+def set_props(registration: Registration, **values: Any) -> None:
+    edit(registration, lambda props: props.update(values))
+
+
+def drop_prop(registration: Registration, key: str) -> None:
+    edit(registration, lambda props: props.pop(key, None))
+
+
+def without(resources: list[Registration], registration: Registration) -> list[Registration]:
+    return [r for r in resources if r.urn != registration.urn]
+
+
+def added(resources: list[Registration], template: Registration, type_token: str, name: str, **inputs: Any):
+    """A new resource declared like `template` (same parent, provider), e.g. an ACL on a bucket."""
+    clone = copy.deepcopy(template)
+    clone.type, clone.name = type_token, name
+    clone.urn = template.urn.rsplit("::", 1)[0].rsplit("$", 1)[0] + f"${type_token}::{name}"
+    clone.inputs, clone.state, clone.id = dict(inputs), dict(inputs), f"{name}_id"
+    return [*resources, clone]
+
+
+def only(result: PackResult, policy: str) -> list[Violation]:
+    """The violations of `policy`, after checking no other rule fired (each breakage is targeted)."""
+    others = [v for v in result.violations if v.policy != policy]
+    assert not others, f"unexpected violations besides {policy}:\n{PackResult(others).summary()}"
+    return result.of(policy)
+
+
+def assert_fires(result: PackResult, policy: str, registration: Registration, *fragments: str) -> Violation:
+    violations = only(result, policy)
+    assert len(violations) == 1, result.summary()
+    violation = violations[0]
+    assert violation.urn == registration.urn
+    assert repr(registration.name) in violation.message
+    for fragment in fragments:
+        assert fragment in violation.message, violation.message
+    return violation
+
+
+def rewrite_policy(registration: Registration, change: Callable[[dict[str, Any]], None]) -> None:
+    """Edit a JSON policy document input (RolePolicy / BucketPolicy `policy`)."""
+    document = json.loads(registration.inputs["policy"])
+    change(document)
+    set_props(registration, policy=json.dumps(document))
+
+
+# --- the real program passes -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_every_rule_passes_on_what_the_program_declares(stack: str, request: pytest.FixtureRequest) -> None:
+    run: ProgramRun = request.getfixturevalue(stack)
+    result = evaluate(run.resources)
+    assert result.violations == [], result.summary()
+    assert result.unresolved == []
+    assert result.not_applicable == []
+
+
+def test_the_program_declares_what_the_rules_inspect(dev: ProgramRun) -> None:
+    """Guards the passing test above: an empty stack would pass every rule too."""
+    types = {r.type for r in dev.resources}
+    assert len(dev.of_type(BUCKET)) == 3
+    assert {FUNCTION, ROLE, ROLE_POLICY, LOG_GROUP, PERMISSION, NOTIFICATION, INVOKE_CONFIG, BUCKET_POLICY} <= types
+
+
+# --- S3 buckets --------------------------------------------------------------------------------------
+
+
+def test_bucket_without_public_access_block(dev: ProgramRun) -> None:
+    resources = resources_of(dev)
+    block = named(resources, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", "upload-public-access-block")
+    result = evaluate(without(resources, block))
+    assert_fires(
+        result, "s3-bucket-public-access-block", named(resources, BUCKET, "upload"), "no BucketPublicAccessBlock"
+    )
+
+
+def test_public_access_block_with_a_flag_off(dev: ProgramRun) -> None:
+    resources = resources_of(dev)
+    block = named(resources, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", "processed-public-access-block")
+    set_props(block, restrictPublicBuckets=False)
+    result = evaluate(resources)
+    assert_fires(
+        result, "s3-bucket-public-access-block", named(resources, BUCKET, "processed"), "restrictPublicBuckets"
+    )
+
+
+def test_bucket_without_encryption(dev: ProgramRun) -> None:
+    resources = resources_of(dev)
+    encryption = named(
+        resources,
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+        "quarantine-encryption",
+    )
+    result = evaluate(without(resources, encryption))
+    assert_fires(result, "s3-bucket-encryption", named(resources, BUCKET, "quarantine"), "no default encryption")
+
+
+def test_inline_encryption_on_the_bucket_counts(dev: ProgramRun) -> None:
+    """A bucket whose outputs show default encryption (as AWS reports it) needs no separate resource."""
+    resources = resources_of(dev)
+    encryption = named(
+        resources,
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+        "upload-encryption",
+    )
+    set_props(
+        named(resources, BUCKET, "upload"),
+        serverSideEncryptionConfiguration={"rule": {"applyServerSideEncryptionByDefault": {"sseAlgorithm": "AES256"}}},
+    )
+    assert evaluate(without(resources, encryption)).violations == []
+
+
+def test_versioning_suspended(dev: ProgramRun) -> None:
+    resources = resources_of(dev)
+    versioning = named(resources, "aws:s3/bucketVersioning:BucketVersioning", "upload-versioning")
+    set_props(versioning, versioningConfiguration={"status": "Suspended"})
+    result = evaluate(resources)
+    assert_fires(result, "s3-bucket-versioning", named(resources, BUCKET, "upload"), "'Suspended'")
+
+
+def test_versioning_missing_but_enabled_inline(dev: ProgramRun) -> None:
+    resources = resources_of(dev)
+    versioning = named(resources, "aws:s3/bucketVersioning:BucketVersioning", "upload-versioning")
+    resources = without(resources, versioning)
+    result = evaluate(resources)
+    assert_fires(result, "s3-bucket-versioning", named(resources, BUCKET, "upload"), "no BucketVersioning")
+
+    set_props(named(resources, BUCKET, "upload"), versioning={"enabled": True})
+    assert evaluate(resources).violations == []
+
+
+def test_ownership_that_keeps_acls(dev: ProgramRun) -> None:
+    resources = resources_of(dev)
+    ownership = named(resources, "aws:s3/bucketOwnershipControls:BucketOwnershipControls", "processed-ownership")
+    set_props(ownership, rule={"objectOwnership": "ObjectWriter"})
+    result = evaluate(resources)
+    assert_fires(result, "s3-bucket-ownership-enforced", named(resources, BUCKET, "processed"), "'ObjectWriter'")
+
+
+def test_bucket_policy_without_tls_deny(dev: ProgramRun) -> None:
+    resources = resources_of(dev)
+    policy = named(resources, BUCKET_POLICY, "upload-tls-only")
+    rewrite_policy(policy, lambda doc: doc.update(Statement=[s for s in doc["Statement"] if s["Effect"] != "Deny"]))
+    result = evaluate(resources)
+    assert_fires(result, "s3-bucket-tls-only", named(resources, BUCKET, "upload"), "does not deny requests without TLS")
+
+
+def test_bucket_without_any_policy(dev: ProgramRun) -> None:
+    resources = resources_of(dev)
+    policy = named(resources, BUCKET_POLICY, "quarantine-tls-only")
+    result = evaluate(without(resources, policy))
+    assert_fires(result, "s3-bucket-tls-only", named(resources, BUCKET, "quarantine"), "no BucketPolicy")
+
+
+def test_bucket_policy_open_to_everyone(dev: ProgramRun) -> None:
+    resources = resources_of(dev)
+    policy = named(resources, BUCKET_POLICY, "processed-tls-only")
+    arn = named(resources, BUCKET, "processed").state["arn"]
+    public_read = {
+        "Sid": "PublicRead",
+        "Effect": "Allow",
+        "Principal": "*",
+        "Action": "s3:GetObject",
+        "Resource": f"{arn}/*",
+    }
+    rewrite_policy(policy, lambda doc: doc["Statement"].append(public_read))
+    result = evaluate(resources)
+    assert_fires(result, "s3-no-public-grants", policy, "PublicRead", "Principal '*'")
+
+
+def test_public_principal_pinned_by_a_condition_is_not_public(dev: ProgramRun) -> None:
+    resources = resources_of(dev)
+    policy = named(resources, BUCKET_POLICY, "processed-tls-only")
+    arn = named(resources, BUCKET, "processed").state["arn"]
+    from_distribution = {
+        "Sid": "CloudFrontOnly",
+        "Effect": "Allow",
+        "Principal": {"AWS": "*"},
+        "Action": "s3:GetObject",
+        "Resource": f"{arn}/*",
+        "Condition": {"StringEquals": {"AWS:SourceArn": "arn:aws:cloudfront::123456789012:distribution/EXAMPLE"}},
+    }
+    rewrite_policy(policy, lambda doc: doc["Statement"].append(from_distribution))
+    assert evaluate(resources).violations == []
+
+
+def test_public_canned_acl(dev: ProgramRun) -> None:
+    resources = resources_of(dev)
+    bucket = named(resources, BUCKET, "upload")
+    resources = added(
+        resources,
+        named(resources, BUCKET_POLICY, "upload-tls-only"),
+        "aws:s3/bucketAclV2:BucketAclV2",
+        "pipeline-upload-acl",
+        bucket=bucket.id,
+        acl="public-read",
+    )
+    acl = resources[-1]
+    assert_fires(evaluate(resources), "s3-no-public-grants", acl, "'public-read'")
+
+
+def test_inline_grant_to_all_users(dev: ProgramRun) -> None:
+    resources = resources_of(dev)
+    bucket = named(resources, BUCKET, "upload")
+    all_users = "http://acs.amazonaws.com/groups/global/AllUsers"
+    set_props(bucket, grants=[{"type": "Group", "uri": all_users, "permissions": ["READ"]}])
+    assert_fires(evaluate(resources), "s3-no-public-grants", bucket, all_users)
+
+
+# --- IAM -----------------------------------------------------------------------------------------
+
+
+def test_wildcard_action_and_resource_in_the_role_policy(dev: ProgramRun) -> None:
+    resources = resources_of(dev)
+    role_policy = named(resources, ROLE_POLICY, "function-policy")
+    any_queue = {"Sid": "AnyQueue", "Effect": "Allow", "Action": "sqs:*", "Resource": "*"}
+    rewrite_policy(role_policy, lambda doc: doc["Statement"].append(any_queue))
+    violations = only(evaluate(resources), "iam-no-wildcards")
+    assert {v.urn for v in violations} == {role_policy.urn}
+    messages = " | ".join(v.message for v in violations)
+    assert repr(role_policy.name) in messages
+    assert "statement AnyQueue allows action 'sqs:*'" in messages
+    assert "statement AnyQueue allows resource '*'" in messages
+
+
+def test_wildcard_in_a_role_inline_policy(dev: ProgramRun) -> None:
+    resources = resources_of(dev)
+    role = named(resources, ROLE, "function-role")
+    admin = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+    set_props(role, inlinePolicies=[{"name": "admin", "policy": json.dumps(admin)}])
+    result = evaluate(resources)
+    violations = result.of("iam-no-wildcards")
+    assert {v.urn for v in violations} == {role.urn}
+    assert any("inline policy 'admin'" in v.message and "action '*'" in v.message for v in violations)
+    # Admin rights include writing into the upload bucket, so the recursion rule sees it as well.
+    assert {v.policy for v in result.violations} == {"iam-no-wildcards", "s3-notification-no-recursion"}
+
+
+def test_attached_aws_managed_policy(dev: ProgramRun) -> None:
+    resources = resources_of(dev)
+    role = named(resources, ROLE, "function-role")
+    resources = added(
+        resources,
+        role,
+        "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
+        "pipeline-s3-full-access",
+        role=role.state["name"],
+        policyArn="arn:aws:iam::aws:policy/AmazonS3FullAccess",
+    )
+    attachment = resources[-1]
+    assert_fires(evaluate(resources), "iam-no-wildcards", attachment, "AmazonS3FullAccess")
+
+
+def test_star_resource_for_actions_that_only_support_it_is_allowed(dev: ProgramRun) -> None:
+    resources = resources_of(dev)
+    tracing = {"Effect": "Allow", "Action": ["xray:PutTraceSegments", "xray:PutTelemetryRecords"], "Resource": "*"}
+    rewrite_policy(named(resources, ROLE_POLICY, "function-policy"), lambda doc: doc["Statement"].append(tracing))
+    assert evaluate(resources).violations == []
+
+
+# --- Lambda --------------------------------------------------------------------------------------
+
+
+def test_log_group_without_retention(dev: ProgramRun) -> None:
+    resources = resources_of(dev)
+    drop_prop(named(resources, LOG_GROUP, "logs"), "retentionInDays")
+    result = evaluate(resources)
+    assert_fires(result, "lambda-log-retention", named(resources, FUNCTION, "function"), "no retentionInDays")
+
+
+def test_function_without_its_log_group(dev: ProgramRun) -> None:
+    resources = resources_of(dev)
+    function = named(resources, FUNCTION, "function")
+    result = evaluate(without(resources, named(resources, LOG_GROUP, "logs")))
+    assert_fires(result, "lambda-log-retention", function, f"/aws/lambda/{function.state['name']}")
+
+
+def test_custom_log_group_from_logging_config(dev: ProgramRun) -> None:
+    """`loggingConfig.logGroup` moves the function's logs: the default-named group no longer counts."""
+    resources = resources_of(dev)
+    function = named(resources, FUNCTION, "function")
+    set_props(function, loggingConfig={"logFormat": "JSON", "logGroup": "/shared/image-pipeline"})
+    assert_fires(evaluate(resources), "lambda-log-retention", function, "'/shared/image-pipeline'")
+
+    set_props(named(resources, LOG_GROUP, "logs"), name="/shared/image-pipeline")
+    assert evaluate(resources).violations == []
+
+
+def test_function_without_failure_destination(dev: ProgramRun) -> None:
+    resources = resources_of(dev)
+    resources = without(resources, named(resources, INVOKE_CONFIG, "async-invoke"))
+    function = named(resources, FUNCTION, "function")
+    assert_fires(evaluate(resources), "lambda-failure-destination", function, "no on-failure destination")
+
+    set_props(function, deadLetterConfig={"targetArn": "arn:aws:sqs:us-east-1:123456789012:dlq"})
+    assert evaluate(resources).violations == []
+
+
+@pytest.mark.parametrize(("timeout", "fires"), [(900, False), (901, True)])
+def test_timeout_limit(dev: ProgramRun, timeout: int, fires: bool) -> None:
+    resources = resources_of(dev)
+    function = named(resources, FUNCTION, "function")
+    set_props(function, timeout=timeout)
+    result = evaluate(resources)
+    if fires:
+        assert_fires(result, "lambda-timeout", function, "timeout 901 s")
+    else:
+        assert result.violations == []
+
+
+def test_deprecated_runtime(dev: ProgramRun) -> None:
+    resources = resources_of(dev)
+    function = named(resources, FUNCTION, "function")
+    set_props(function, runtime="python3.9")
+    assert_fires(evaluate(resources), "lambda-runtime-architecture", function, "runtime 'python3.9'")
+
+
+def test_unsupported_architecture(dev: ProgramRun) -> None:
+    resources = resources_of(dev)
+    function = named(resources, FUNCTION, "function")
+    set_props(function, architectures=["riscv64"])
+    assert_fires(evaluate(resources), "lambda-runtime-architecture", function, "architecture 'riscv64'")
+
+
+def test_permission_without_source_arn(dev: ProgramRun) -> None:
+    resources = resources_of(dev)
+    permission = named(resources, PERMISSION, "allow-s3")
+    drop_prop(permission, "sourceArn")
+    assert_fires(evaluate(resources), "lambda-permission-source", permission, "without sourceArn")
+
+
+def test_s3_permission_without_source_account(dev: ProgramRun) -> None:
+    resources = resources_of(dev)
+    permission = named(resources, PERMISSION, "allow-s3")
+    drop_prop(permission, "sourceAccount")
+    assert_fires(evaluate(resources), "lambda-permission-source", permission, "without sourceAccount")
+
+
+def test_permission_for_an_account_principal_is_not_a_service_permission(dev: ProgramRun) -> None:
+    resources = resources_of(dev)
+    permission = named(resources, PERMISSION, "allow-s3")
+    set_props(permission, principal="123456789012")
+    drop_prop(permission, "sourceArn")
+    drop_prop(permission, "sourceAccount")
+    assert evaluate(resources).violations == []
+
+
+# --- recursion -----------------------------------------------------------------------------------
+
+
+def test_function_allowed_to_write_into_the_bucket_that_triggers_it(dev: ProgramRun) -> None:
+    resources = resources_of(dev)
+    upload_arn = named(resources, BUCKET, "upload").state["arn"]
+    write_back = {"Sid": "WriteBack", "Effect": "Allow", "Action": "s3:PutObject", "Resource": f"{upload_arn}/*"}
+    rewrite_policy(named(resources, ROLE_POLICY, "function-policy"), lambda doc: doc["Statement"].append(write_back))
+    notification = named(resources, NOTIFICATION, "upload-notification")
+    violation = assert_fires(
+        evaluate(resources), "s3-notification-no-recursion", notification, "s3:PutObject", "pipeline-upload"
+    )
+    assert "'pipeline-function'" in violation.message
+
+
+def test_notification_on_the_bucket_the_function_writes_to(dev: ProgramRun) -> None:
+    """Pointing the trigger at the processed bucket: every variant written would trigger again."""
+    resources = resources_of(dev)
+    processed = named(resources, BUCKET, "processed")
+    notification = named(resources, NOTIFICATION, "upload-notification")
+    set_props(notification, bucket=processed.state["bucket"])
+    violation = assert_fires(evaluate(resources), "s3-notification-no-recursion", notification, "'pipeline-processed'")
+    assert "every output would re-trigger it" in violation.message
+
+
+def test_function_told_to_write_into_its_trigger_bucket(dev: ProgramRun) -> None:
+    resources = resources_of(dev)
+    function = named(resources, FUNCTION, "function")
+    upload_name = named(resources, BUCKET, "upload").state["bucket"]
+    edit(function, lambda props: props["environment"]["variables"].update(PROCESSED_BUCKET=upload_name))
+    notification = named(resources, NOTIFICATION, "upload-notification")
+    assert_fires(evaluate(resources), "s3-notification-no-recursion", notification, "PROCESSED_BUCKET")
+
+
+# --- tags ----------------------------------------------------------------------------------------
+
+
+def test_missing_tags_without_provider_default_tags(dev: ProgramRun) -> None:
+    resources = resources_of(dev)
+    drop_prop(named(resources, "pulumi:providers:aws", ""), "defaultTags")
+    violations = only(evaluate(resources), "required-tags")
+    taggable = {r.urn for r in resources if r.type in {BUCKET, FUNCTION, ROLE, LOG_GROUP, "aws:sqs/queue:Queue"}}
+    assert {v.urn for v in violations} == taggable
+    queue = named(resources, "aws:sqs/queue:Queue", "dead-letter")
+    message = next(v.message for v in violations if v.urn == queue.urn)
+    assert "'pipeline-dead-letter'" in message
+    assert "['project', 'stack', 'managed-by']" in message
+
+
+def test_own_tags_make_up_for_missing_default_tags(dev: ProgramRun) -> None:
+    resources = resources_of(dev)
+    drop_prop(named(resources, "pulumi:providers:aws", ""), "defaultTags")
+    tags = {"project": "image-pipeline", "stack": "dev", "managed-by": "pulumi"}
+    for registration in resources:
+        if registration.type in {BUCKET, FUNCTION, ROLE, LOG_GROUP, "aws:sqs/queue:Queue"}:
+            set_props(registration, tags=tags)
+    assert evaluate(resources).violations == []
+
+
+def test_required_tags_come_from_the_policy_config(dev: ProgramRun) -> None:
+    result = evaluate(dev.resources, {"required-tags": {"requiredTags": ["cost-centre"]}})
+    violations = only(result, "required-tags")
+    assert len(violations) == 7
+    assert all("['cost-centre']" in v.message for v in violations)
+
+
+def test_every_policy_has_a_breakage_test() -> None:
+    """A rule added to the pack without a test here fails this list."""
+    tested = {
+        "s3-bucket-public-access-block",
+        "s3-bucket-encryption",
+        "s3-bucket-versioning",
+        "s3-bucket-ownership-enforced",
+        "s3-bucket-tls-only",
+        "s3-no-public-grants",
+        "iam-no-wildcards",
+        "lambda-log-retention",
+        "lambda-failure-destination",
+        "lambda-timeout",
+        "lambda-runtime-architecture",
+        "lambda-permission-source",
+        "s3-notification-no-recursion",
+        "required-tags",
+    }
+    assert {policy.name for policy in POLICIES} == tested
