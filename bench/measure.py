@@ -1,0 +1,126 @@
+"""Timing, memory and import-time probes, kept apart from what they measure.
+
+Times are medians of interleaved runs (every contender once per round), so a slow moment of
+the machine hits all contenders alike and the ratios stay honest. Memory and import time are
+measured in fresh interpreters, because a long-lived benchmark process remembers its peak.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+def run_interleaved(
+    contenders: Mapping[str, Callable[[], object]], *, runs: int, warmups: int
+) -> dict[str, list[float]]:
+    """Call every contender once per round; return each one's wall times in ms, warm-ups dropped."""
+    samples: dict[str, list[float]] = {name: [] for name in contenders}
+    for round_index in range(warmups + runs):
+        for name, contender in contenders.items():
+            gc.collect()
+            started = time.perf_counter()
+            contender()
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            if round_index >= warmups:
+                samples[name].append(elapsed_ms)
+    return samples
+
+
+def median_ms(samples: Sequence[float]) -> float:
+    return statistics.median(samples)
+
+
+def child_environment() -> dict[str, str]:
+    """Environment for probe interpreters: the project importable, a Lambda-like region set."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_DIR), env.get("PYTHONPATH")]))
+    env.setdefault("AWS_REGION", "us-east-1")
+    env.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    return env
+
+
+def peak_rss_mb(photo: Path, preset: str, implementation: str) -> dict[str, float]:
+    """Render one photo once in a fresh interpreter (`bench.rss`) and return its memory peaks."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.rss", "--implementation", implementation, "--preset", preset, str(photo)],
+        cwd=PROJECT_DIR,
+        env=child_environment(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(completed.stdout)
+
+
+@dataclass(frozen=True)
+class ImportTime:
+    """Fresh-process import cost of a module, net of starting a bare interpreter."""
+
+    module: str
+    import_ms: float | None
+    bare_interpreter_ms: float
+    heaviest: list[tuple[str, float]]
+    """The costliest imports under the module, cumulative ms, from `-X importtime`."""
+    error: str | None
+
+    @property
+    def net_ms(self) -> float | None:
+        return None if self.import_ms is None else self.import_ms - self.bare_interpreter_ms
+
+
+def _interpreter_ms(code: str, *extra_flags: str) -> tuple[float, subprocess.CompletedProcess[str]]:
+    started = time.perf_counter()
+    completed = subprocess.run(
+        [sys.executable, *extra_flags, "-c", code],
+        cwd=PROJECT_DIR,
+        env=child_environment(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return (time.perf_counter() - started) * 1000, completed
+
+
+def _heaviest_imports(importtime_log: str, count: int) -> list[tuple[str, float]]:
+    """The costliest imports one or two levels below the measured module, from `-X importtime`.
+
+    Lines read "import time: self | cumulative | <indent>name"; the indent is 1 + 2 per level.
+    """
+    costs: list[tuple[str, float]] = []
+    for line in importtime_log.splitlines():
+        parts = line.removeprefix("import time:").split("|")
+        if len(parts) != 3 or not parts[1].strip().isdigit():
+            continue
+        level = (len(parts[2]) - len(parts[2].lstrip()) - 1) // 2
+        if level in (1, 2):
+            costs.append((parts[2].strip(), int(parts[1]) / 1000))
+    return sorted(costs, key=lambda cost: cost[1], reverse=True)[:count]
+
+
+def import_time(module: str, *, repeats: int) -> ImportTime:
+    """Median wall time of `python -c "import <module>"` minus `python -c pass`, interleaved."""
+    import_samples: list[float] = []
+    bare_samples: list[float] = []
+    for _ in range(repeats):
+        bare_ms, _bare = _interpreter_ms("pass")
+        bare_samples.append(bare_ms)
+        module_ms, completed = _interpreter_ms(f"import {module}")
+        if completed.returncode != 0:
+            last_line = (completed.stderr.strip().splitlines() or ["no output"])[-1]
+            return ImportTime(module, None, median_ms(bare_samples), [], last_line)
+        import_samples.append(module_ms)
+    _, profiled = _interpreter_ms(f"import {module}", "-X", "importtime")
+    return ImportTime(
+        module, median_ms(import_samples), median_ms(bare_samples), _heaviest_imports(profiled.stderr, 6), None
+    )

@@ -1,0 +1,141 @@
+"""Plain-text tables of a benchmark result (the same dict `--json` writes)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+def _cell(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, text_columns: int = 2) -> str:
+    """Left-align the leading text columns, right-align the numbers after them."""
+    widths = [max(len(str(item)) for item in column) for column in zip(headers, *rows, strict=True)]
+
+    def line(items: Sequence[str]) -> str:
+        cells = []
+        for index, (item, width) in enumerate(zip(items, widths, strict=True)):
+            cells.append(item.ljust(width) if index < text_columns else item.rjust(width))
+        return "  ".join(cells).rstrip()
+
+    return "\n".join([line(headers), line(["-" * width for width in widths]), *(line(row) for row in rows)])
+
+
+def timing_table(cases: Sequence[dict[str, Any]]) -> str:
+    headers = [
+        "photo",
+        "preset",
+        "naive ms",
+        "pipeline ms",
+        "1-thread ms",
+        "floor ms",
+        "pipe/naive",
+        "1-thread/floor",
+        "bytes/naive",
+        "peak RSS MB",
+        "naive RSS MB",
+    ]
+    rows = [
+        [
+            case["photo"],
+            case["preset"],
+            _cell(case["ms"]["naive"]),
+            _cell(case["ms"]["pipeline"]),
+            _cell(case["ms"]["one_thread"]),
+            _cell(case["ms"]["floor"]),
+            _cell(case["ratios"]["pipeline_vs_naive"], 3),
+            _cell(case["ratios"]["one_thread_vs_floor"], 3),
+            _cell(case["ratios"]["bytes_vs_naive"], 3),
+            _cell(case.get("peak_rss_mb", {}).get("pipeline"), 0),
+            _cell(case.get("peak_rss_mb", {}).get("naive"), 0),
+        ]
+        for case in cases
+    ]
+    return _table(headers, rows)
+
+
+def bytes_table(cases: Sequence[dict[str, Any]]) -> str:
+    headers = [
+        "photo",
+        "preset",
+        "variant",
+        "pipeline WxH",
+        "naive WxH",
+        "pipeline bytes",
+        "naive bytes",
+        "bytes/naive",
+    ]
+    rows = []
+    for case in cases:
+        for variant in case["variants"]:
+            naive, rendered = variant["naive"], variant["pipeline"]
+            rows.append(
+                [
+                    case["photo"],
+                    case["preset"],
+                    variant["name"],
+                    "-" if rendered is None else f"{rendered['width']}x{rendered['height']}",
+                    f"{naive['width']}x{naive['height']}",
+                    "-" if rendered is None else str(rendered["bytes"]),
+                    str(naive["bytes"]),
+                    "-" if rendered is None else f"{rendered['bytes'] / naive['bytes']:.3f}",
+                ]
+            )
+        rows.append(
+            [
+                case["photo"],
+                case["preset"],
+                "(total)",
+                "",
+                "",
+                _cell(case["bytes"]["pipeline"]),
+                str(case["bytes"]["naive"]),
+                _cell(case["ratios"]["bytes_vs_naive"], 3),
+            ]
+        )
+    return _table(headers, rows, text_columns=3)
+
+
+def import_summary(probe: dict[str, Any]) -> str:
+    if probe["error"] is not None:
+        return f"cold import of {probe['module']}: not measured ({probe['error']})"
+    heaviest = ", ".join(f"{name} {ms:.0f}" for name, ms in probe["heaviest_imports_ms"])
+    return (
+        f"cold import of {probe['module']}: {probe['net_ms']:.0f} ms net "
+        f"({probe['import_ms']:.0f} ms minus {probe['bare_interpreter_ms']:.0f} ms bare interpreter); "
+        f"heaviest imports (cumulative ms): {heaviest}"
+    )
+
+
+def targets_table(targets: Sequence[dict[str, Any]]) -> str:
+    headers = ["target", "limit", "measured", "status"]
+    rows = [
+        [
+            target["target"],
+            f"<= {target['limit']:g} {target['unit']}",
+            "-" if target["value"] is None else f"{target['value']:.3g} {target['unit']}",
+            target["status"],
+        ]
+        for target in targets
+    ]
+    return _table(headers, rows, text_columns=1)
+
+
+def render_report(result: dict[str, Any]) -> str:
+    env = result["environment"]
+    settings = result["settings"]
+    sections = [
+        f"image-pipeline bench: {env['cpus']} CPUs, Python {env['python']}, Pillow {env['pillow']}; "
+        f"median of {settings['runs']} runs after {settings['warmups']} warm-up, contenders interleaved",
+        timing_table(result["cases"]),
+        bytes_table(result["cases"]),
+        import_summary(result["import"]),
+        f"targets (photo {result['target_photo']}):\n" + targets_table(result["targets"]),
+    ]
+    return "\n\n".join(sections) + "\n"

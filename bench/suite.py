@@ -1,0 +1,178 @@
+"""What the benchmark measures: per photo and preset the pipeline, the naive baseline and the
+codec floor, in one process; then memory and import cost in fresh ones; then the issue's targets.
+
+Results are plain dicts so the table and `--json` show exactly the same numbers.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import platform
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import PIL
+
+from handler.variants import PRESETS
+
+from .floor import prepare_floor, run_floor
+from .measure import import_time, median_ms, peak_rss_mb, run_interleaved
+from .naive import render_naively
+
+try:
+    pipeline: Any = importlib.import_module("handler.pipeline")
+except ModuleNotFoundError as missing:  # not landed yet: measure the baseline alone, report targets missing
+    if missing.name != "handler.pipeline":
+        raise
+    pipeline = None
+
+log = logging.getLogger(__name__)
+
+TARGET_PHOTO = "elephants_12mp_4032x3024.jpg"
+HANDLER_MODULE = "handler.app"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One acceptance target of issue 7: a measured value that must stay at or under a limit."""
+
+    label: str
+    limit: float
+    unit: str
+    path: tuple[str, ...]
+    """Where the value sits in a case (`preset`, keys...) or, for `("import",)`, the import probe."""
+
+
+TARGETS: tuple[Target, ...] = (
+    Target("default: pipeline vs naive time", 0.30, "x", ("default", "ratios", "pipeline_vs_naive")),
+    Target("default: pipeline vs naive bytes", 1.03, "x", ("default", "ratios", "bytes_vs_naive")),
+    Target("responsive: pipeline vs naive time", 0.25, "x", ("responsive", "ratios", "pipeline_vs_naive")),
+    Target("default: one thread vs codec floor", 1.10, "x", ("default", "ratios", "one_thread_vs_floor")),
+    Target("responsive: one thread vs codec floor", 1.10, "x", ("responsive", "ratios", "one_thread_vs_floor")),
+    Target("default: peak RSS", 300.0, "MB", ("default", "peak_rss_mb", "pipeline")),
+    Target(f"cold import of {HANDLER_MODULE}", 250.0, "ms", ("import",)),
+)
+
+
+def photos_in(directory: Path) -> list[Path]:
+    return sorted(path for path in directory.iterdir() if path.is_file() and not path.name.startswith("."))
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    if numerator is None or not denominator:
+        return None
+    return numerator / denominator
+
+
+def measure_case(photo: Path, preset: str, *, runs: int, warmups: int) -> dict[str, Any]:
+    """Time the contenders on one photo and preset, interleaved, and compare their outputs."""
+    data = photo.read_bytes()
+    specs = PRESETS[preset]
+    naive_outputs = render_naively(data, specs)
+    contenders = {"naive": lambda: render_naively(data, specs)}
+    pipeline_outputs: dict[str, Any] = {}
+    if pipeline is not None:
+        pipeline_outputs = {variant.name: variant for variant in pipeline.render(data, specs)}
+        sizes = [(pipeline_outputs[spec.name].width, pipeline_outputs[spec.name].height) for spec in specs]
+        floor_case = prepare_floor(data, specs, sizes)
+        contenders["pipeline"] = lambda: pipeline.render(data, specs)
+        contenders["one_thread"] = lambda: pipeline.render(data, specs, workers=1)
+        contenders["floor"] = lambda: run_floor(floor_case, pipeline.encode_variant)
+    log.info("timing %s / %s: %d warm-up + %d runs of %s", photo.name, preset, warmups, runs, ", ".join(contenders))
+    samples = run_interleaved(contenders, runs=runs, warmups=warmups)
+    ms: dict[str, float | None] = {name: None for name in ("naive", "pipeline", "one_thread", "floor")}
+    ms.update({name: round(median_ms(times), 1) for name, times in samples.items()})
+
+    variants = []
+    for spec, naive in zip(specs, naive_outputs, strict=True):
+        rendered = pipeline_outputs.get(spec.name)
+        variants.append(
+            {
+                "name": spec.name,
+                "format": spec.format,
+                "naive": {"width": naive.width, "height": naive.height, "bytes": len(naive.data)},
+                "pipeline": None
+                if rendered is None
+                else {"width": rendered.width, "height": rendered.height, "bytes": len(rendered.data)},
+            }
+        )
+    naive_bytes = sum(variant["naive"]["bytes"] for variant in variants)
+    pipeline_bytes = sum(variant["pipeline"]["bytes"] for variant in variants) if pipeline_outputs else None
+    return {
+        "photo": photo.name,
+        "preset": preset,
+        "source_bytes": len(data),
+        "ms": ms,
+        "samples_ms": {name: [round(value, 1) for value in times] for name, times in samples.items()},
+        "bytes": {"naive": naive_bytes, "pipeline": pipeline_bytes},
+        "ratios": {
+            "pipeline_vs_naive": _ratio(ms["pipeline"], ms["naive"]),
+            "one_thread_vs_naive": _ratio(ms["one_thread"], ms["naive"]),
+            "floor_vs_naive": _ratio(ms["floor"], ms["naive"]),
+            "one_thread_vs_floor": _ratio(ms["one_thread"], ms["floor"]),
+            "bytes_vs_naive": _ratio(pipeline_bytes, naive_bytes),
+        },
+        "variants": variants,
+    }
+
+
+def measure_memory(case: dict[str, Any], photo: Path) -> None:
+    """Add each implementation's peak RSS for this case, each measured in a fresh interpreter."""
+    implementations = ["naive"] if pipeline is None else ["pipeline", "naive"]
+    case["peak_rss_mb"] = {"pipeline": None, "naive": None}
+    case["idle_rss_mb"] = {"pipeline": None, "naive": None}
+    for implementation in implementations:
+        probe = peak_rss_mb(photo, case["preset"], implementation)
+        case["peak_rss_mb"][implementation] = probe["peak_mb"]
+        case["idle_rss_mb"][implementation] = probe["idle_mb"]
+
+
+def measure_import(repeats: int) -> dict[str, Any]:
+    probe = import_time(HANDLER_MODULE, repeats=repeats)
+    return {
+        "module": probe.module,
+        "net_ms": None if probe.net_ms is None else round(probe.net_ms, 1),
+        "import_ms": None if probe.import_ms is None else round(probe.import_ms, 1),
+        "bare_interpreter_ms": round(probe.bare_interpreter_ms, 1),
+        "heaviest_imports_ms": [[name, round(ms, 1)] for name, ms in probe.heaviest],
+        "error": probe.error,
+    }
+
+
+def evaluate_targets(cases: Sequence[dict[str, Any]], import_probe: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target with its measured value and PASS, FAIL or MISSING (not measured in this run)."""
+    by_preset = {case["preset"]: case for case in cases if case["photo"] == TARGET_PHOTO}
+    results = []
+    for target in TARGETS:
+        if target.path == ("import",):
+            value = import_probe["net_ms"]
+        else:
+            value = by_preset.get(target.path[0])
+            for key in target.path[1:]:
+                value = None if value is None else value[key]
+        status = "MISSING" if value is None else ("PASS" if value <= target.limit else "FAIL")
+        results.append(
+            {
+                "target": target.label,
+                "photo": None if target.path == ("import",) else TARGET_PHOTO,
+                "limit": target.limit,
+                "unit": target.unit,
+                "value": value,
+                "status": status,
+            }
+        )
+    return results
+
+
+def environment() -> dict[str, Any]:
+    return {
+        "cpus": len(os.sched_getaffinity(0)),
+        "python": platform.python_version(),
+        "pillow": PIL.__version__,
+        "machine": platform.machine(),
+        "pipeline_available": pipeline is not None,
+    }

@@ -1,0 +1,123 @@
+"""The benchmark runs and reports sane, complete, comparable results (never timing thresholds)."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from bench.floor import prepare_floor, run_floor
+from bench.measure import _heaviest_imports
+from bench.naive import render_naively
+from bench.suite import TARGETS
+from handler.variants import PRESETS, VariantSpec
+from tests.conftest import PROJECT_DIR
+
+
+@pytest.fixture(scope="module")
+def quick_result(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    json_path = tmp_path_factory.mktemp("bench") / "bench.json"
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--json", str(json_path)],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "targets (photo" in completed.stdout
+    return json.loads(json_path.read_text())
+
+
+def _encoded(image: Image.Image, format_name: str, **options: Any) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format_name, **options)
+    return buffer.getvalue()
+
+
+def test_quick_run_covers_every_preset_on_the_smallest_photo(quick_result: dict[str, Any], photos_dir: Path) -> None:
+    smallest = min((path for path in photos_dir.iterdir() if path.is_file()), key=lambda path: path.stat().st_size)
+    assert [(case["photo"], case["preset"]) for case in quick_result["cases"]] == [
+        (smallest.name, preset) for preset in PRESETS
+    ]
+    for case in quick_result["cases"]:
+        assert [variant["name"] for variant in case["variants"]] == [spec.name for spec in PRESETS[case["preset"]]]
+
+
+def test_quick_run_measures_positive_times_bytes_and_memory(quick_result: dict[str, Any]) -> None:
+    measured = ["naive"]
+    if quick_result["environment"]["pipeline_available"]:
+        measured += ["pipeline", "one_thread", "floor"]
+    for case in quick_result["cases"]:
+        assert all(case["ms"][name] > 0 for name in measured), case["ms"]
+        assert case["bytes"]["naive"] == sum(variant["naive"]["bytes"] for variant in case["variants"]) > 0
+        assert all(ratio is None or ratio > 0 for ratio in case["ratios"].values()), case["ratios"]
+        assert case["peak_rss_mb"]["naive"] >= case["idle_rss_mb"]["naive"] > 0
+
+
+def test_quick_run_reports_every_target(quick_result: dict[str, Any]) -> None:
+    assert [target["target"] for target in quick_result["targets"]] == [target.label for target in TARGETS]
+    # --quick renders one small photo only, so the 12 MP targets must say they were not measured.
+    assert {target["status"] for target in quick_result["targets"] if target["photo"] is not None} == {"MISSING"}
+
+
+def test_naive_and_pipeline_render_the_same_variants(quick_result: dict[str, Any]) -> None:
+    if not quick_result["environment"]["pipeline_available"]:
+        pytest.skip("handler.pipeline has not landed: nothing to compare the baseline with")
+    for case in quick_result["cases"]:
+        for variant in case["variants"]:
+            naive, rendered = variant["naive"], variant["pipeline"]
+            assert (rendered["width"], rendered["height"]) == (naive["width"], naive["height"]), variant
+        assert all(ratio is not None and ratio > 0 for ratio in case["ratios"].values()), case["ratios"]
+
+
+def test_naive_baseline_orients_flattens_and_fits() -> None:
+    image = Image.new("RGBA", (400, 200), (255, 0, 0, 128))
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90° clockwise to display: the output is portrait
+    data = _encoded(image, "WEBP", exif=exif.tobytes(), lossless=True)
+    specs = (
+        VariantSpec("full", "png"),
+        VariantSpec("flat", "jpeg", quality=80),
+        VariantSpec("box", "webp", quality=80, width=50, height=50),
+        VariantSpec("square", "jpeg", quality=80, width=30, height=30, fit="cover"),
+    )
+    outputs = {variant.name: variant for variant in render_naively(data, specs)}
+    assert {name: (variant.width, variant.height) for name, variant in outputs.items()} == {
+        "full": (200, 400),
+        "flat": (200, 400),
+        "box": (25, 50),
+        "square": (30, 30),
+    }
+    assert Image.open(io.BytesIO(outputs["full"].data)).mode == "RGBA"
+    assert Image.open(io.BytesIO(outputs["flat"].data)).format == "JPEG"
+
+
+def test_floor_drafts_only_when_every_output_is_smaller() -> None:
+    data = _encoded(Image.new("RGB", (800, 600), "green"), "JPEG")
+    small = (VariantSpec("a", "jpeg", quality=80, width=100, height=100),)
+    both = (*small, VariantSpec("b", "jpeg", quality=80))
+    assert prepare_floor(data, small, [(100, 75)]).draft_size == (100, 75)
+    assert prepare_floor(data, both, [(100, 75), (800, 600)]).draft_size is None
+    case = prepare_floor(data, both, [(100, 75), (800, 600)])
+    encoded = run_floor(case, lambda image, spec: _encoded(image, "JPEG", quality=spec.quality))
+    assert [Image.open(io.BytesIO(blob)).size for blob in encoded] == [(100, 75), (800, 600)]
+
+
+def test_import_profile_keeps_the_costliest_direct_imports() -> None:
+    log = "\n".join(
+        [
+            "import time: self [us] | cumulative | imported package",
+            "import time:       100 |        100 |     PIL._util",
+            "import time:      5000 |      90000 |   boto3",
+            "import time:       300 |      20000 |   PIL",
+            "import time:       700 |     111000 | handler.app",
+        ]
+    )
+    assert _heaviest_imports(log, 2) == [("boto3", 90.0), ("PIL", 20.0)]
