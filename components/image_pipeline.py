@@ -146,7 +146,9 @@ class ImagePipeline(pulumi.ComponentResource):
             force_destroy=not args.protect_data,
             opts=pulumi.ResourceOptions(parent=self, protect=args.protect_data, retain_on_delete=args.protect_data),
         )
-        on_bucket = pulumi.ResourceOptions(parent=bucket)
+        # Protection is inherited from the bucket; retention is not, and a retained bucket must keep
+        # its encryption, public-access block and TLS policy, so its configuration is retained too.
+        on_bucket = pulumi.ResourceOptions(parent=bucket, retain_on_delete=args.protect_data)
         versioning = aws.s3.BucketVersioning(
             f"{self._name}-{role}-versioning",
             bucket=bucket.bucket,
@@ -188,7 +190,7 @@ class ImagePipeline(pulumi.ComponentResource):
             bucket=bucket.bucket,
             policy=bucket.arn.apply(lambda arn: json.dumps(tls_only_bucket_policy(arn))),
             # S3 rejects concurrent configuration changes on one bucket (OperationAborted).
-            opts=pulumi.ResourceOptions(parent=bucket, depends_on=[public_access_block]),
+            opts=pulumi.ResourceOptions.merge(on_bucket, pulumi.ResourceOptions(depends_on=[public_access_block])),
         )
         rule: dict[str, object] = {
             "id": "expire-noncurrent-versions",
@@ -205,7 +207,7 @@ class ImagePipeline(pulumi.ComponentResource):
             bucket=bucket.bucket,
             rules=[rule],
             # Noncurrent-version rules need versioning enabled first.
-            opts=pulumi.ResourceOptions(parent=bucket, depends_on=[versioning]),
+            opts=pulumi.ResourceOptions.merge(on_bucket, pulumi.ResourceOptions(depends_on=[versioning])),
         )
         return bucket
 
@@ -341,5 +343,6 @@ class ImagePipeline(pulumi.ComponentResource):
             bucket=upload.bucket,
             lambda_functions=[trigger],
             # S3 tests the destination when the notification is saved; without the permission it fails.
-            opts=pulumi.ResourceOptions(parent=upload, depends_on=[permission]),
+            # A child of the component, not of the (protected, retained) bucket: it goes with the function.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[permission]),
         )

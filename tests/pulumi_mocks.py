@@ -134,3 +134,12 @@ def run_stack(stack: str, **config_overrides: Any) -> ProgramRun:
     """
     config_overrides.setdefault("layerZip", str(fake_layer_zip()))
     return run_program(stack, EchoMocks(), config_overrides=config_overrides)
+
+
+@functools.cache
+def stack_run(stack: str) -> ProgramRun:
+    """`run_stack(stack)` with the stack file's own config, run once per test session and shared.
+
+    Callers must treat the result as read-only.
+    """
+    return run_stack(stack)

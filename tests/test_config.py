@@ -1,0 +1,131 @@
+"""Bad stack config stops the real program before any resource exists, naming the key and what is allowed."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from components.config import ConfigError
+from components.naming import NamingError, name_prefix
+from handler.variants import PRESETS, variants_from_json
+from layer_build import LayerBuildError
+from tests.pulumi_mocks import ACCOUNT_ID, run_stack
+
+ALL_RETENTIONS = (
+    "1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653"
+)
+
+
+def variant(**fields: Any) -> str:
+    """One explicit variant as the JSON text Pulumi hands the program for a structured value."""
+    return json.dumps([{"name": "custom", "format": "jpeg", "quality": 80, **fields}])
+
+
+# (config key, bad value, fragments the message must contain: the key, the value, the allowed values)
+INVALID = [
+    ("variants", variant(quality=0), ["image-pipeline:variants[0] 'custom'.quality", "1..100", "got 0"]),
+    ("variants", variant(quality=101), ["image-pipeline:variants[0] 'custom'.quality", "1..100", "got 101"]),
+    (
+        "variants",
+        variant(format="gif"),
+        ["image-pipeline:variants[0] 'custom'.format", "jpeg, webp, png, avif", "'gif'"],
+    ),
+    ("variants", "fancy", ["image-pipeline:variants", "unknown preset 'fancy'", "default, responsive"]),
+    ("variants", variant(width=0, height=100), ["image-pipeline:variants[0] 'custom'.width", "1..16384", "got 0"]),
+    ("variants", variant(width=100, height=-5), ["image-pipeline:variants[0] 'custom'.height", "1..16384", "got -5"]),
+    ("variants", "[not json", ["image-pipeline:variants", "not valid JSON", "preset name"]),
+    ("memorySize", 127, ["image-pipeline:memorySize", "128..10240", "got 127"]),
+    ("memorySize", 10241, ["image-pipeline:memorySize", "128..10240", "got 10241"]),
+    ("memorySize", "lots", ["image-pipeline:memorySize", "128..10240", "'lots'"]),
+    ("timeout", 0, ["image-pipeline:timeout", "1..900", "got 0"]),
+    ("timeout", 901, ["image-pipeline:timeout", "1..900", "got 901"]),
+    ("logRetentionDays", 2, ["image-pipeline:logRetentionDays", ALL_RETENTIONS, "'2'"]),
+    ("logRetentionDays", 0, ["image-pipeline:logRetentionDays", ALL_RETENTIONS, "'0'"]),
+    ("architecture", "x86", ["image-pipeline:architecture", "x86_64, arm64", "'x86'"]),
+    ("runtime", "python3.9", ["image-pipeline:runtime", "python3.12, python3.13", "'python3.9'"]),
+    ("runtime", "nodejs20.x", ["image-pipeline:runtime", "python3.12, python3.13", "'nodejs20.x'"]),
+    ("reservedConcurrency", 0, ["image-pipeline:reservedConcurrency", "-1 (no reservation) or an integer >= 1"]),
+    ("reservedConcurrency", -2, ["image-pipeline:reservedConcurrency", "-1 (no reservation)", "got -2"]),
+    ("noncurrentVersionDays", -1, ["image-pipeline:noncurrentVersionDays", ">= 1 days", "got -1"]),
+    ("quarantineExpirationDays", 0, ["image-pipeline:quarantineExpirationDays", ">= 1 days", "got 0"]),
+    ("deadLetterRetentionDays", 15, ["image-pipeline:deadLetterRetentionDays", "1..14", "got 15"]),
+    ("maxEventAgeSeconds", 59, ["image-pipeline:maxEventAgeSeconds", "60..21600", "got 59"]),
+    ("pixelLimit", 0, ["image-pipeline:pixelLimit", ">= 1", "got 0"]),
+    ("maxUploadBytes", -1, ["image-pipeline:maxUploadBytes", ">= 1", "got -1"]),
+    ("logLevel", "LOUD", ["image-pipeline:logLevel", "DEBUG, INFO, WARNING, ERROR", "'LOUD'"]),
+    ("protectData", "yes", ["image-pipeline:protectData", "true or false", "'yes'"]),
+    ("uploadPrefix", "/incoming/", ["image-pipeline:uploadPrefix", "do not start with '/'", "'/incoming/'"]),
+    ("uploadSuffix", "x" * 1025, ["image-pipeline:uploadSuffix", "at most 1024 bytes"]),
+    ("kmsKeyArn", f"arn:aws:kms:us-east-1:{ACCOUNT_ID}:alias/images", ["image-pipeline:kmsKeyArn", "not an alias"]),
+    (
+        "kmsKeyArn",
+        f"arn:aws:kms:eu-west-1:{ACCOUNT_ID}:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        ["image-pipeline:kmsKeyArn", "eu-west-1", "aws:region us-east-1"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "fragments"),
+    INVALID,
+    ids=[f"{key}={str(value)[:40]}" for key, value, _ in INVALID],
+)
+def test_invalid_value_stops_the_program_naming_key_and_allowed_values(
+    key: str, value: Any, fragments: list[str]
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        run_stack("dev", **{key: value})
+    message = str(raised.value)
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} missing from {message!r}"
+
+
+def test_missing_region_is_named() -> None:
+    with pytest.raises(Exception, match="aws:region"):
+        run_stack("dev", **{"aws:region": None})
+
+
+def test_missing_layer_zip_names_the_path(tmp_path: Any) -> None:
+    missing = tmp_path / "nope.zip"
+    with pytest.raises(LayerBuildError, match=r"nope\.zip"):
+        run_stack("dev", layerZip=str(missing))
+
+
+def test_a_preset_name_selects_that_preset() -> None:
+    run = run_stack("dev", variants="responsive")
+    variables = run.one("aws:lambda/function:Function").inputs["environment"]["variables"]
+    assert variants_from_json(variables["VARIANTS"]) == PRESETS["responsive"]
+
+
+def test_an_explicit_variant_list_reaches_the_function() -> None:
+    run = run_stack("prod", variants=[{"name": "small", "format": "webp", "quality": 70, "width": 320, "height": 320}])
+    [spec] = variants_from_json(run.one("aws:lambda/function:Function").inputs["environment"]["variables"]["VARIANTS"])
+    assert (spec.name, spec.format, spec.quality, spec.box) == ("small", "webp", 70, (320, 320))
+
+
+def test_runtime_and_architecture_choices_reach_function_and_layer() -> None:
+    run = run_stack("dev", runtime="python3.13", architecture="x86_64")
+    function = run.one("aws:lambda/function:Function").inputs
+    layer = run.one("aws:lambda/layerVersion:LayerVersion").inputs
+    assert (function["runtime"], function["architectures"]) == ("python3.13", ["x86_64"])
+    assert (layer["compatibleRuntimes"], layer["compatibleArchitectures"]) == (["python3.13"], ["x86_64"])
+
+
+@pytest.mark.parametrize(
+    ("stack", "fragment"),
+    [
+        ("Dev", "lowercase"),
+        ("dev_1", "lowercase"),
+        ("a-very-long-stack-name-for-testing-limits", "3-63 characters"),
+    ],
+)
+def test_a_stack_name_that_cannot_form_a_bucket_name_is_refused(stack: str, fragment: str) -> None:
+    with pytest.raises(NamingError, match=fragment):
+        name_prefix("image-pipeline", stack)
+
+
+def test_the_longest_valid_names_fit() -> None:
+    prefix = name_prefix("image-pipeline", "s" * 28)
+    assert len(f"{prefix}-quarantine-{'0' * 8}") == 63
