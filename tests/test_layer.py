@@ -446,3 +446,44 @@ def test_layer_alone_imports_pillow_decodes_heic_and_encodes(
     assert width > 0 and height > 0
     # 2560x1600 shrunk into 320x320 keeps the 1.6 aspect ratio.
     assert report["encoded"] == {codec: [320, 200] for codec in ("JPEG", "WEBP", "AVIF", "PNG")}
+
+
+PIPELINE_SCRIPT = """
+import io, json, sys
+from PIL import Image
+from handler.pipeline import render
+from handler.variants import PRESETS, VariantSpec
+
+def describe(variants):
+    described = []
+    for variant in variants:
+        with Image.open(io.BytesIO(variant.data)) as reopened:
+            described.append([variant.name, reopened.format, list(reopened.size)])
+    return described
+
+with open(sys.argv[1], "rb") as heic, open(sys.argv[2], "rb") as photo:
+    heic_bytes, photo_bytes = heic.read(), photo.read()
+json.dump({
+    "photo": describe(render(photo_bytes, PRESETS["responsive"])),
+    "heic": describe(render(heic_bytes, (VariantSpec("avif-200", "avif", quality=60, width=200, height=200),))),
+}, sys.stdout)
+"""
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("runtime", sorted(LOCAL_INTERPRETERS))
+def test_handler_pipeline_renders_with_only_the_layer(
+    layers: LayerCache, runtime: str, tmp_path: Path, photos_dir: Path, hostile_dir: Path
+) -> None:
+    report, _ = run_like_lambda(
+        layers, runtime, PIPELINE_SCRIPT, [hostile_dir / HEIC_SAMPLE, photos_dir / PHOTO_SAMPLE], tmp_path
+    )
+    # responsive preset on a 2560x1600 photo: 150 cover, then 600/1200/1200 inside at aspect 1.6.
+    assert report["photo"] == [
+        ["thumb", "JPEG", [150, 150]],
+        ["medium", "JPEG", [600, 375]],
+        ["large", "JPEG", [1200, 750]],
+        ["webp-1200", "WEBP", [1200, 750]],
+    ]
+    # The 1440x960 HEIC decodes through pi-heif (loaded lazily by the pipeline) and encodes to AVIF.
+    assert report["heic"] == [["avif-200", "AVIF", [200, 133]]]
