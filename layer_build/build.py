@@ -42,6 +42,8 @@ _COMPRESS_LEVEL = 6
 # Written by pip at install time, not shipped in the wheel: they vary with the installer, the
 # install path or the request, and nothing at runtime reads them.
 _INSTALL_NOISE = frozenset({"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"})
+# Requirement-file options that pull in another file's content.
+_NESTED_REQUIREMENT_OPTIONS = ("-r", "-c", "--requirement", "--constraint")
 # The files whose content decides the zip's bytes; a change to any of them invalidates the cache.
 _BUILDER_SOURCES = (PACKAGE_DIR / "build.py", PACKAGE_DIR / "runtimes.py")
 
@@ -93,8 +95,15 @@ def artifact_for(zip_path: Path, runtime: str, arch: str) -> LayerArtifact:
 
 def cache_key(runtime: str, arch: str, requirements_file: Path = REQUIREMENTS_FILE) -> str:
     """Hex digest of everything that decides the layer's bytes: requirements, target and builder."""
+    requirements = requirements_file.read_bytes()
+    for line in requirements.decode().splitlines():
+        if line.strip().startswith(_NESTED_REQUIREMENT_OPTIONS):
+            raise LayerBuildError(
+                f"{requirements_file}: {line.strip()!r} includes another file, which the layer cache cannot "
+                "see change; list the pins in this file itself"
+            )
     hasher = hashlib.sha256()
-    for part in (runtime.encode(), arch.encode(), requirements_file.read_bytes()):
+    for part in (runtime.encode(), arch.encode(), requirements):
         hasher.update(len(part).to_bytes(8, "big"))
         hasher.update(part)
     for source in _BUILDER_SOURCES:

@@ -160,6 +160,13 @@ def test_cache_key_follows_requirements_runtime_and_arch(tmp_path: Path) -> None
     assert key != layer_build_module.cache_key("python3.12", "arm64", requirements)
 
 
+def test_cache_key_refuses_requirements_that_include_other_files(tmp_path: Path) -> None:
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("Pillow==13.0.0\n-c constraints.txt\n")
+    with pytest.raises(LayerBuildError, match=r"'-c constraints.txt' includes another file"):
+        layer_build_module.cache_key("python3.12", "arm64", requirements)
+
+
 def _fake_site(site_dir: Path, *, mode: int, content: bytes = b"x = 1\n") -> None:
     """A pip --target tree with the noise pip leaves behind, files written in unsorted order."""
     files = {
