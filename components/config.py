@@ -13,6 +13,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
+from handler.pipeline import MAX_PIXEL_LIMIT
 from handler.variants import VariantError, VariantSpec, parse_variants
 
 NAMESPACE = "image-pipeline"
@@ -197,7 +198,8 @@ def parse_config(
         quarantine_expiration_days=_integer(raw, "quarantineExpirationDays", 1, None, "days"),
         dead_letter_retention_days=_integer(raw, "deadLetterRetentionDays", *DEAD_LETTER_RETENTION_RANGE_DAYS, "days"),
         max_event_age_seconds=_integer(raw, "maxEventAgeSeconds", *EVENT_AGE_RANGE_SECONDS, "seconds"),
-        pixel_limit=_integer(raw, "pixelLimit", 1, None, "pixels"),
+        # The handler refuses a larger limit at cold start: Pillow will not open such frames at all.
+        pixel_limit=_integer(raw, "pixelLimit", 1, MAX_PIXEL_LIMIT, "pixels"),
         max_upload_bytes=_integer(raw, "maxUploadBytes", 1, None, "bytes"),
         kms_key_arn=parse_kms_key_arn(_optional_text(raw, "kmsKeyArn"), region),
         upload_prefix=parse_filter(raw, "uploadPrefix"),

@@ -29,7 +29,10 @@ ABORT_MULTIPART_AFTER_DAYS = 7
 
 @dataclass(frozen=True)
 class ImagePipelineArgs:
-    """Everything the component needs, validated by the caller (the component reads no config)."""
+    """Everything the component needs, validated by the caller (the component reads no config).
+
+    No defaults here: Pulumi.yaml is the one place defaults live, so they cannot drift apart.
+    """
 
     name_prefix: str
     """`<project>-<stack>`, validated by `components.naming.name_prefix`; every physical name starts with it."""
@@ -41,39 +44,39 @@ class ImagePipelineArgs:
     """Base64 SHA-256 of `layer_zip`: a new layer version is published only when it changes."""
     handler_dir: Path
     """The `handler/` package; its `.py` files become the function code."""
-    runtime: str = "python3.12"
+    runtime: str
     """Lambda runtime of the function, and the layer's only compatible runtime."""
-    architecture: str = "arm64"
+    architecture: str
     """Lambda architecture (`x86_64` or `arm64`) of the function and the layer."""
-    memory_mb: int = 1024
+    memory_mb: int
     """Function memory; Lambda scales CPU with it, and decoding large photos needs both."""
-    timeout_seconds: int = 60
+    timeout_seconds: int
     """Function timeout for one S3 event."""
-    reserved_concurrency: int = -1
+    reserved_concurrency: int
     """Reserved concurrent executions; -1 leaves the function unreserved."""
-    log_level: str = "INFO"
+    log_level: str
     """`LOG_LEVEL` of the function."""
-    log_retention_days: int = 14
+    log_retention_days: int
     """Retention of the function's log group, a value CloudWatch accepts."""
-    noncurrent_version_days: int = 30
+    noncurrent_version_days: int
     """Days after which noncurrent object versions are expired in every bucket."""
-    quarantine_expiration_days: int = 30
+    quarantine_expiration_days: int
     """Days after which quarantined uploads themselves expire."""
-    dead_letter_retention_days: int = 14
+    dead_letter_retention_days: int
     """How long failed events stay in the dead-letter queue."""
-    max_event_age_seconds: int = 3600
+    max_event_age_seconds: int
     """Events older than this are not retried but sent to the dead-letter queue."""
-    pixel_limit: int = 50_000_000
+    pixel_limit: int
     """`PIXEL_LIMIT`: larger images are quarantined instead of decoded (decompression bombs)."""
-    max_upload_bytes: int = 52_428_800
+    max_upload_bytes: int
     """`MAX_UPLOAD_BYTES`: larger uploads are quarantined without being downloaded."""
-    kms_key_arn: str | None = None
+    kms_key_arn: str | None
     """Customer KMS key for SSE-KMS with a bucket key; None means SSE-S3 (AES256)."""
-    upload_prefix: str = ""
+    upload_prefix: str
     """Only keys starting with this trigger the function ("" = all)."""
-    upload_suffix: str = ""
+    upload_suffix: str
     """Only keys ending with this trigger the function ("" = all)."""
-    protect_data: bool = False
+    protect_data: bool
     """True (prod): buckets are protected and retained on delete, never force-destroyed."""
 
 

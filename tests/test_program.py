@@ -287,7 +287,7 @@ def test_function_environment_is_the_handler_contract(run: ProgramRun) -> None:
     assert variables["VARIANTS"] == variants_to_json(PRESETS["default"])
     assert variants_from_json(variables["VARIANTS"]) == PRESETS["default"]
     assert variables["LOG_LEVEL"] == expected(run, "log_level")
-    assert variables["PIXEL_LIMIT"] == "50000000"
+    assert variables["PIXEL_LIMIT"] == "89478485"
     assert variables["MAX_UPLOAD_BYTES"] == "52428800"
 
 
