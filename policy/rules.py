@@ -18,6 +18,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import logging
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -65,6 +66,7 @@ FUNCTION_TYPES = frozenset({"aws:lambda/function:Function"})
 EVENT_INVOKE_CONFIG_TYPES = frozenset({"aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig"})
 PERMISSION_TYPES = frozenset({"aws:lambda/permission:Permission"})
 LOG_GROUP_TYPES = frozenset({"aws:cloudwatch/logGroup:LogGroup"})
+LAYER_TYPES = frozenset({"aws:lambda/layerVersion:LayerVersion"})
 
 TAGGABLE_TYPES = frozenset(
     BUCKET_TYPES
@@ -103,6 +105,7 @@ RESOURCE_LEVEL_UNSUPPORTED_ACTIONS = (
 )
 """Actions AWS only authorizes with `"Resource": "*"`; a statement made of these alone may use it."""
 
+AWS_MANAGED_POLICY = re.compile(r"^arn:aws[a-z-]*:iam::aws:policy/")
 PUBLIC_ACLS = frozenset({"public-read", "public-read-write", "authenticated-read"})
 PUBLIC_GRANTEE_URIS = frozenset(
     {
@@ -332,6 +335,13 @@ def is_wildcard_action(action: str) -> bool:
     return action == "*" or action.endswith(":*")
 
 
+def is_wildcard_resource(resource: str) -> bool:
+    """`*`, or an ARN whose resource part is `*` (`arn:aws:s3:::*`, `arn:aws:logs:us-east-1:123:*`)."""
+    if resource == "*":
+        return True
+    return resource.startswith("arn:") and resource.split(":", 5)[-1] in {"*", "*/*"}
+
+
 def wildcard_problems(document: Any, allowed_star_resource_actions: Iterable[str]) -> list[str]:
     """What in a policy's Allow statements is a wildcard: `*`/`service:*` actions, `*` resources, Not* forms."""
     allowed = {a.lower() for a in allowed_star_resource_actions}
@@ -347,8 +357,9 @@ def wildcard_problems(document: Any, allowed_star_resource_actions: Iterable[str
         if "NotResource" in statement:
             problems.append(f"{label} allows NotResource (everything but a list)")
         only_unscopable = bool(actions) and all(a.lower() in allowed for a in actions)
-        if "*" in as_strings(statement.get("Resource")) and not only_unscopable:
-            problems.append(f"{label} allows resource '*' for {actions or 'its actions'}")
+        for resource in as_strings(statement.get("Resource")):
+            if is_wildcard_resource(resource) and not only_unscopable:
+                problems.append(f"{label} allows resource {resource!r} for {actions or 'its actions'}")
     return problems
 
 
@@ -526,32 +537,30 @@ def validate_no_iam_wildcards(args: StackValidationArgs, report_violation: Repor
         for problem in wildcard_problems(policy_document(raw_document), allowed_star):
             report_violation(f"{describe(owner)}: {where} {problem}", owner.urn)
 
-    def check_managed_arn(owner: PolicyResource, arn: Any) -> None:
-        if not isinstance(arn, str) or arn in allowed_managed:
-            return
-        defined_here = [p for p in managed_policies if _points_at(arn, p)]
+    def check_attached(owner: PolicyResource, arn: Any, defined_here: list[PolicyResource]) -> None:
+        """A managed policy is judged by its document if this stack declares it, else by its ARN."""
         for managed in defined_here:
             check(owner, f"managed policy {managed.name!r}", known(managed.props, "policy"))
-        if not defined_here and arn.startswith("arn:aws:iam::aws:policy/"):
-            report_violation(
-                f"{describe(owner)}: attaches the AWS-managed policy {arn}, which this pack can't inspect and "
-                "which grants broad actions or Resource '*'; use a scoped inline policy instead",
-                owner.urn,
-            )
+        if defined_here or not isinstance(arn, str) or arn in allowed_managed:
+            return
+        origin = "the AWS-managed policy" if AWS_MANAGED_POLICY.match(arn) else "a policy from outside this stack,"
+        report_violation(
+            f"{describe(owner)}: attaches {origin} {arn} whose statements this pack can't inspect; use a scoped "
+            "inline policy, or list the ARN in allowedManagedPolicyArns once reviewed",
+            owner.urn,
+        )
 
     for role in of_types(args.resources, ROLE_TYPES):
         for inline in items(known(role.props, "inlinePolicies")):
             check(role, f"inline policy {known(inline, 'name')!r}", known(inline, "policy"))
         for arn in items(known(role.props, "managedPolicyArns")):
-            check_managed_arn(role, arn)
+            defined_here = [p for p in managed_policies if isinstance(arn, str) and _points_at(arn, p)]
+            check_attached(role, arn, defined_here)
     for role_policy in of_types(args.resources, ROLE_POLICY_TYPES):
         check(role_policy, "policy", known(role_policy.props, "policy"))
     for attachment in of_types(args.resources, ROLE_POLICY_ATTACHMENT_TYPES):
-        if attachment.property_dependencies.get("policyArn"):
-            for managed in of_types(attachment.property_dependencies["policyArn"], MANAGED_POLICY_TYPES):
-                check(attachment, f"managed policy {managed.name!r}", known(managed.props, "policy"))
-        else:
-            check_managed_arn(attachment, known(attachment.props, "policyArn"))
+        arn = known(attachment.props, "policyArn")
+        check_attached(attachment, arn, linked(attachment, "policyArn", managed_policies))
 
 
 # --- Lambda functions (stack and resource) -------------------------------------------------------
@@ -637,6 +646,37 @@ def validate_runtime_and_architecture(args: ResourceValidationArgs, report_viola
     for architecture in items(declared) or ["x86_64"]:
         if architecture is not UNKNOWN and architecture not in architectures:
             report_violation(f"{describe(args)} uses architecture {architecture!r}, not one of {architectures}", None)
+
+
+def check_layer_compatibility(function: PolicyResource, resources: Sequence[PolicyResource]) -> str | None:
+    """A layer built for another runtime or architecture (a native Pillow wheel) fails at import time."""
+    layers = of_types(resources, LAYER_TYPES)
+    used = [
+        layer
+        for arn in items(known(function.props, "layers"))
+        if isinstance(arn, str)
+        for layer in layers
+        if _points_at(arn, layer)
+    ]
+    if not used:
+        dependencies = function.property_dependencies.get("layers", [])
+        used = [layer for layer in layers if any(layer is d for d in dependencies)]
+    runtime = known(function.props, "runtime")
+    architectures = known(function.props, "architectures")
+    architecture = UNKNOWN if architectures is UNKNOWN else (items(architectures) or ["x86_64"])[0]
+    problems = []
+    for layer in used:
+        runtimes = known(layer.props, "compatibleRuntimes")
+        layer_architectures = known(layer.props, "compatibleArchitectures")
+        if isinstance(runtime, str) and runtimes not in (None, UNKNOWN) and runtime not in items(runtimes):
+            problems.append(f"{describe(layer)} lists runtimes {items(runtimes)}, not {runtime!r}")
+        if (
+            isinstance(architecture, str)
+            and layer_architectures not in (None, UNKNOWN)
+            and architecture not in items(layer_architectures)
+        ):
+            problems.append(f"{describe(layer)} lists architectures {items(layer_architectures)}, not {architecture!r}")
+    return "; ".join(problems) or None
 
 
 def is_service_principal(principal: Any) -> bool:
@@ -884,6 +924,14 @@ POLICIES: list[Policy] = [
             allowedRuntimes={**_STRING_LIST, "default": list(DEFAULT_ALLOWED_RUNTIMES)},
             allowedArchitectures={**_STRING_LIST, "default": list(DEFAULT_ALLOWED_ARCHITECTURES)},
         ),
+    ),
+    StackValidationPolicy(
+        name="lambda-layer-compatibility",
+        description="Every layer a Lambda function uses lists the function's runtime and architecture as compatible.",
+        validate=_function_rule(check_layer_compatibility),
+        severity=Severity.HIGH,
+        remediation_steps="Build the layer for the function's runtime and architecture (python -m layer_build "
+        "--runtime ... --arch ...) and declare them in compatible_runtimes/compatible_architectures.",
     ),
     ResourceValidationPolicy(
         name="lambda-permission-source",

@@ -29,6 +29,7 @@ PERMISSION = "aws:lambda/permission:Permission"
 NOTIFICATION = "aws:s3/bucketNotification:BucketNotification"
 INVOKE_CONFIG = "aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig"
 BUCKET_POLICY = "aws:s3/bucketPolicy:BucketPolicy"
+LAYER = "aws:lambda/layerVersion:LayerVersion"
 
 
 @pytest.fixture(scope="module")
@@ -315,6 +316,25 @@ def test_attached_aws_managed_policy(dev: ProgramRun) -> None:
     assert_fires(evaluate(resources), "iam-no-wildcards", attachment, "AmazonS3FullAccess")
 
 
+def test_policy_from_outside_the_stack_needs_review(dev: ProgramRun) -> None:
+    resources = resources_of(dev)
+    role = named(resources, ROLE, "function-role")
+    external = "arn:aws:iam::123456789012:policy/team-shared"
+    set_props(role, managedPolicyArns=[external])
+    assert_fires(evaluate(resources), "iam-no-wildcards", role, "outside this stack", external)
+
+    reviewed = {"iam-no-wildcards": {"allowedManagedPolicyArns": [external]}}
+    assert evaluate(resources, reviewed).violations == []
+
+
+def test_arn_with_a_wildcard_resource_part(dev: ProgramRun) -> None:
+    resources = resources_of(dev)
+    role_policy = named(resources, ROLE_POLICY, "function-policy")
+    any_bucket = {"Sid": "AnyBucket", "Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::*"}
+    rewrite_policy(role_policy, lambda doc: doc["Statement"].append(any_bucket))
+    assert_fires(evaluate(resources), "iam-no-wildcards", role_policy, "resource 'arn:aws:s3:::*'")
+
+
 def test_star_resource_for_actions_that_only_support_it_is_allowed(dev: ProgramRun) -> None:
     resources = resources_of(dev)
     tracing = {"Effect": "Allow", "Action": ["xray:PutTraceSegments", "xray:PutTelemetryRecords"], "Resource": "*"}
@@ -376,6 +396,7 @@ def test_deprecated_runtime(dev: ProgramRun) -> None:
     resources = resources_of(dev)
     function = named(resources, FUNCTION, "function")
     set_props(function, runtime="python3.9")
+    set_props(named(resources, LAYER, "pillow-layer"), compatibleRuntimes=["python3.9"])
     assert_fires(evaluate(resources), "lambda-runtime-architecture", function, "runtime 'python3.9'")
 
 
@@ -383,7 +404,23 @@ def test_unsupported_architecture(dev: ProgramRun) -> None:
     resources = resources_of(dev)
     function = named(resources, FUNCTION, "function")
     set_props(function, architectures=["riscv64"])
+    set_props(named(resources, LAYER, "pillow-layer"), compatibleArchitectures=["riscv64"])
     assert_fires(evaluate(resources), "lambda-runtime-architecture", function, "architecture 'riscv64'")
+
+
+def test_layer_built_for_another_architecture(dev: ProgramRun) -> None:
+    """Both supported, but an arm64 Pillow wheel can't load on x86_64."""
+    resources = resources_of(dev)
+    function = named(resources, FUNCTION, "function")
+    set_props(function, architectures=["x86_64"])
+    assert_fires(evaluate(resources), "lambda-layer-compatibility", function, "'pipeline-pillow-layer'", "not 'x86_64'")
+
+
+def test_layer_built_for_another_runtime(dev: ProgramRun) -> None:
+    resources = resources_of(dev)
+    function = named(resources, FUNCTION, "function")
+    set_props(function, runtime="python3.13")
+    assert_fires(evaluate(resources), "lambda-layer-compatibility", function, "['python3.12'], not 'python3.13'")
 
 
 def test_permission_without_source_arn(dev: ProgramRun) -> None:
@@ -489,6 +526,7 @@ def test_every_policy_has_a_breakage_test() -> None:
         "lambda-failure-destination",
         "lambda-timeout",
         "lambda-runtime-architecture",
+        "lambda-layer-compatibility",
         "lambda-permission-source",
         "s3-notification-no-recursion",
         "required-tags",
