@@ -416,3 +416,17 @@ def test_without_layer_zip_the_program_builds_or_reuses_the_real_layer() -> None
     layer = built.one(LAYER)
     assert layer.inputs["sourceCodeHash"] == artifact.source_code_hash
     assert layer.inputs["code"].path == str(artifact.path)
+
+
+def test_code_archive_skips_bytecode_and_non_python_files(tmp_path: Path) -> None:
+    package = tmp_path / "handler"
+    (package / "__pycache__").mkdir(parents=True)
+    (package / "sub").mkdir()
+    for relative in ("__init__.py", "app.py", "sub/__init__.py", "__pycache__/app.cpython-312.pyc", "notes.txt"):
+        (package / relative).write_text("# x\n")
+    assert list(handler_sources(package)) == ["handler/__init__.py", "handler/app.py", "handler/sub/__init__.py"]
+
+
+def test_code_archive_refuses_a_directory_that_is_not_the_package(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"no __init__\.py"):
+        handler_sources(tmp_path)
