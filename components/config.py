@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from handler.pipeline import MAX_PIXEL_LIMIT
-from handler.variants import VariantError, VariantSpec, parse_variants
+from handler.variants import VariantError, VariantSpec, parse_variants, variants_to_json
 
 NAMESPACE = "image-pipeline"
 
@@ -34,6 +34,9 @@ LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR")
 UNRESERVED_CONCURRENCY = -1
 # S3 caps an object key (and so a notification filter) at 1024 bytes.
 MAX_FILTER_BYTES = 1024
+# Lambda caps all environment variables of a function at 4 KB together; the other five (two
+# bucket names of at most 63 characters, level, limits and the keys) take well under 512 bytes.
+VARIANTS_JSON_MAX_BYTES = 4096 - 512
 # Matches key ARNs, including multi-region keys (mrk-...); aliases cannot be granted in IAM.
 _KMS_KEY_ARN_RE = re.compile(r"^arn:(aws[a-z-]*):kms:([a-z0-9-]+):(\d{12}):key/(mrk-)?[0-9a-f-]{32,36}$")
 
@@ -127,9 +130,16 @@ def parse_variants_config(text: str) -> tuple[VariantSpec, ...]:
         except json.JSONDecodeError as error:
             raise ConfigError(f"{key}: not valid JSON ({error}); give a preset name or a JSON list") from None
     try:
-        return parse_variants(value, where=key)  # type: ignore[arg-type]
+        specs = parse_variants(value, where=key)  # type: ignore[arg-type]
     except VariantError as error:
         raise ConfigError(str(error)) from None
+    size = len(variants_to_json(specs).encode())
+    if size > VARIANTS_JSON_MAX_BYTES:
+        raise ConfigError(
+            f"{key}: {len(specs)} variants serialise to {size} bytes, over the {VARIANTS_JSON_MAX_BYTES} bytes "
+            "Lambda's 4 KB environment limit leaves for VARIANTS; define fewer variants"
+        )
+    return specs
 
 
 def parse_kms_key_arn(text: str | None, region: str) -> str | None:

@@ -36,6 +36,11 @@ INVALID = [
     ("variants", variant(width=0, height=100), ["image-pipeline:variants[0] 'custom'.width", "1..16384", "got 0"]),
     ("variants", variant(width=100, height=-5), ["image-pipeline:variants[0] 'custom'.height", "1..16384", "got -5"]),
     ("variants", "[not json", ["image-pipeline:variants", "not valid JSON", "preset name"]),
+    (
+        "variants",
+        json.dumps([{"name": f"v{i}", "format": "png", "width": 10, "height": 10} for i in range(40)]),
+        ["image-pipeline:variants", "40 variants", "4 KB environment limit"],
+    ),
     ("memorySize", 127, ["image-pipeline:memorySize", "128..10240", "got 127"]),
     ("memorySize", 10241, ["image-pipeline:memorySize", "128..10240", "got 10241"]),
     ("memorySize", "lots", ["image-pipeline:memorySize", "128..10240", "'lots'"]),
