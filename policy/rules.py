@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import logging
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -36,8 +35,6 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 from pulumi_policy.proxy import UnknownValueError
-
-log = logging.getLogger(__name__)
 
 PACK_NAME = "image-pipeline-guardrails"
 DEFAULT_ENFORCEMENT = EnforcementLevel.MANDATORY
