@@ -45,7 +45,11 @@ POLICY_DIR = Path(__file__).resolve().parent
 
 
 class DeclaredResource(Protocol):
-    """What the harness needs of a resource; `local.program.Registration` has it."""
+    """What the harness needs of a resource; `local.program.Registration` has it.
+
+    A resource may also carry `property_dependencies` (prop -> URNs), as the engine sends them;
+    rules use them to link a `BucketVersioning` to its bucket while ids are unknown in preview.
+    """
 
     urn: str
     type: str
