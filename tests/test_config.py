@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pulumi
 import pytest
 
 from components.config import ConfigError
@@ -89,7 +90,7 @@ def test_invalid_value_stops_the_program_naming_key_and_allowed_values(
 
 
 def test_missing_region_is_named() -> None:
-    with pytest.raises(Exception, match="aws:region"):
+    with pytest.raises(pulumi.ConfigMissingError, match="aws:region"):
         run_stack("dev", **{"aws:region": None})
 
 
