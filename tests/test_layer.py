@@ -213,6 +213,25 @@ def test_zip_is_byte_identical_whatever_the_file_times_modes_and_noise(tmp_path:
     assert modes["python/pkg/zeta.py"] == 0o644
 
 
+@pytest.mark.parametrize("runtime", sorted(LOCAL_INTERPRETERS))
+def test_zip_bytes_do_not_depend_on_the_python_running_the_builder(runtime: str, tmp_path: Path) -> None:
+    pyenv_version, executable = LOCAL_INTERPRETERS[runtime]
+    if shutil.which(executable) is None:
+        pytest.skip(f"{executable} (pyenv {pyenv_version}) is not installed: cannot compare its zip output")
+    site_dir = tmp_path / "python"
+    _fake_site(site_dir, mode=0o644)
+    here, there = tmp_path / "here.zip", tmp_path / "there.zip"
+    layer_build_module._write_reproducible_zip(site_dir, here)
+    script = "import sys; from pathlib import Path; from layer_build.build import _write_reproducible_zip as w; "
+    script += "w(Path(sys.argv[1]), Path(sys.argv[2]))"
+    subprocess.run(
+        [executable, "-S", "-c", script, str(site_dir), str(there)],
+        env={**os.environ, "PYENV_VERSION": pyenv_version, "PYTHONPATH": str(PROJECT_DIR)},
+        check=True,
+    )
+    assert there.read_bytes() == here.read_bytes()
+
+
 def test_zip_bytes_change_when_content_changes(tmp_path: Path) -> None:
     _fake_site(tmp_path / "one" / "python", mode=0o644)
     _fake_site(tmp_path / "two" / "python", mode=0o644, content=b"x = 2\n")
