@@ -120,6 +120,21 @@ def test_every_rule_passes_on_what_the_program_declares(stack: str, request: pyt
     assert result.not_applicable == []
 
 
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"kmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"},
+        {"architecture": "x86_64", "runtime": "python3.13"},
+        {"uploadPrefix": "incoming/", "uploadSuffix": ".jpg"},
+    ],
+    ids=["sse-kms", "x86_64-python3.13", "filtered-trigger"],
+)
+def test_every_rule_passes_on_the_program_s_config_variants(overrides: dict[str, str]) -> None:
+    """Every setting a user may choose keeps the stack compliant (encryption, layer, trigger filters)."""
+    result = evaluate(run_stack("dev", **overrides).resources)
+    assert result.violations == [], result.summary()
+
+
 def test_the_program_declares_what_the_rules_inspect(dev: ProgramRun) -> None:
     """Guards the passing test above: an empty stack would pass every rule too."""
     types = {r.type for r in dev.resources}
