@@ -1,0 +1,214 @@
+"""S3 adapter: the only module that talks to S3.
+
+Works within exactly the function role's permissions: s3:GetObject and
+s3:GetObjectVersion on the upload bucket, s3:PutObject on the processed and
+quarantine buckets. No ListBucket, so S3 answers a missing key with 403
+AccessDenied rather than 404: that raises `StorageAccessError` (a
+misconfiguration or a key deleted before we read it; Lambda retries, then the
+failure destination keeps the event) instead of being mistaken for a deletion.
+A 404 (NoSuchKey/NoSuchVersion, seen when the caller may list) is a deletion
+and is skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError, ReadTimeoutError
+
+from handler.pipeline import RenderedVariant
+
+LOG = logging.getLogger(__name__)
+
+CACHE_CONTROL = "public, max-age=31536000"
+"""One year: outputs change only when their source is re-uploaded under the same key."""
+QUARANTINE_CONTENT_TYPE = "application/octet-stream"
+MAX_DETAIL_CHARS = 512  # S3 caps user metadata at 2 KB per object
+_GONE_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "404", "NotFound"})
+_TRANSIENT_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "InternalError",
+        "ServiceUnavailable",
+        "503",
+        "500",
+    }
+)
+_ACCESS_CODES = frozenset({"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled"})
+# Printable ASCII stays readable in metadata; '%', controls and non-ASCII are percent-encoded.
+_METADATA_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
+
+
+class StorageError(RuntimeError):
+    """S3 refused a request for a reason retrying will not fix by itself."""
+
+
+class TransientStorageError(StorageError):
+    """Throttling, 5xx or a network failure: raise so Lambda retries the event."""
+
+
+class StorageAccessError(StorageError):
+    """403 AccessDenied: a role/bucket misconfiguration, or a key deleted before we read it."""
+
+
+@dataclass(frozen=True)
+class SourceObject:
+    """An upload as read from S3; `data` is None when it was too large to download."""
+
+    bucket: str
+    key: str
+    version_id: str | None
+    etag: str
+    size: int
+    content_type: str
+    data: bytes | None
+
+
+def output_key(source_key: str, variant: RenderedVariant) -> str:
+    """Deterministic output key `<variant>/<source key without extension>.<ext>`: retries rewrite it."""
+    stem, _ = posixpath.splitext(source_key)
+    return f"{variant.name}/{stem}.{variant.extension}"
+
+
+def metadata_value(value: str) -> str:
+    """S3 user metadata travels in HTTP headers, so it must be ASCII: percent-encode the rest (RFC 3986)."""
+    return quote(value, safe=_METADATA_SAFE)
+
+
+def _classify(exc: Exception, action: str) -> StorageError:
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        message = f"{action}: {code or status} {error.get('Message', '')}".strip()
+        if code in _TRANSIENT_CODES or status >= 500 or status == 429:
+            return TransientStorageError(message)
+        if code in _ACCESS_CODES or status == 403:
+            return StorageAccessError(f"{message} (check the function role's S3 permissions and the bucket names)")
+        return StorageError(message)
+    return TransientStorageError(f"{action}: {type(exc).__name__}: {exc}")
+
+
+class S3Storage:
+    """Reads uploads and writes variants and quarantined copies with one boto3 S3 client."""
+
+    def __init__(self, client: Any, *, processed_bucket: str, quarantine_bucket: str) -> None:
+        self._s3 = client
+        self.processed_bucket = processed_bucket
+        self.quarantine_bucket = quarantine_bucket
+
+    def fetch(self, bucket: str, key: str, version_id: str | None, *, max_bytes: int) -> SourceObject | None:
+        """Get the upload (that exact version when known); None if it no longer exists.
+
+        Bodies larger than `max_bytes` are not read: the stream is closed after the headers.
+        """
+        request = {"Bucket": bucket, "Key": key}
+        if version_id:
+            request["VersionId"] = version_id
+        action = f"GetObject s3://{bucket}/{key}" + (f"?versionId={version_id}" if version_id else "")
+        try:
+            response = self._s3.get_object(**request)
+        except ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code", "")) in _GONE_CODES:
+                return None
+            raise _classify(exc, action) from exc
+        except (BotoCoreError, HTTPClientError) as exc:
+            raise _classify(exc, action) from exc
+        size = int(response["ContentLength"])
+        body = response["Body"]
+        data: bytes | None = None
+        try:
+            if size <= max_bytes:
+                data = body.read()
+        except (BotoCoreError, ConnectionError, ReadTimeoutError, OSError) as exc:
+            raise _classify(exc, f"{action} (reading body)") from exc
+        finally:
+            body.close()
+        return SourceObject(
+            bucket=bucket,
+            key=key,
+            version_id=response.get("VersionId") or version_id,
+            etag=str(response.get("ETag", "")).strip('"'),
+            size=size,
+            content_type=response.get("ContentType") or QUARANTINE_CONTENT_TYPE,
+            data=data,
+        )
+
+    def _source_metadata(self, source: SourceObject) -> dict[str, str]:
+        metadata = {"source-key": metadata_value(source.key), "source-etag": metadata_value(source.etag)}
+        if source.version_id:
+            metadata["source-version-id"] = metadata_value(source.version_id)
+        return metadata
+
+    def _call(self, action: str, method: str, **request: Any) -> None:
+        try:
+            getattr(self._s3, method)(**request)
+        except (ClientError, BotoCoreError, HTTPClientError) as exc:
+            raise _classify(exc, action) from exc
+
+    def put_variants(self, source: SourceObject, variants: list[RenderedVariant]) -> list[str]:
+        """Write every variant at its deterministic key; returns the keys written."""
+        metadata = self._source_metadata(source)
+        keys = []
+        for variant in variants:
+            key = output_key(source.key, variant)
+            self._call(
+                f"PutObject s3://{self.processed_bucket}/{key}",
+                "put_object",
+                Bucket=self.processed_bucket,
+                Key=key,
+                Body=variant.data,
+                ContentType=variant.content_type,
+                CacheControl=CACHE_CONTROL,
+                Metadata=metadata,
+            )
+            keys.append(key)
+        return keys
+
+    def quarantine(self, source: SourceObject, reason: str, detail: str) -> str:
+        """Keep a rejected upload, under its own key, with the reason in its metadata.
+
+        Uses the bytes already downloaded, or a server-side copy when they were not
+        downloaded (too large): both need only GetObject on the source and PutObject here.
+        """
+        metadata = {
+            **self._source_metadata(source),
+            "reason": reason,
+            "detail": metadata_value(detail[:MAX_DETAIL_CHARS]),
+        }
+        action = f"quarantine s3://{self.quarantine_bucket}/{source.key}"
+        if source.data is not None:
+            self._call(
+                action,
+                "put_object",
+                Bucket=self.quarantine_bucket,
+                Key=source.key,
+                Body=source.data,
+                ContentType=source.content_type,
+                Metadata=metadata,
+            )
+        else:
+            copy_source = {"Bucket": source.bucket, "Key": source.key}
+            if source.version_id:
+                copy_source["VersionId"] = source.version_id
+            self._call(
+                action,
+                "copy_object",
+                Bucket=self.quarantine_bucket,
+                Key=source.key,
+                CopySource=copy_source,
+                MetadataDirective="REPLACE",
+                ContentType=source.content_type,
+                Metadata=metadata,
+            )
+        return source.key
