@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+RUNTIME ?= python3.12
+ARCH ?= arm64
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt | sha256sum | cut -c1-12)
 
 .PHONY: run serve test lint bench layer clean
@@ -31,8 +33,9 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench $(ARGS)
 
+## layer: build the Pillow layer zip (RUNTIME=python3.12|python3.13, ARCH=arm64|x86_64)
 layer: $(STAMP)
-	$(PY) -m layer_build --runtime python3.12 --arch arm64
+	$(PY) -m layer_build --runtime $(RUNTIME) --arch $(ARCH) $(ARGS)
 
 clean:
 	rm -rf $(VENV) out .build .pytest_cache .ruff_cache

@@ -42,6 +42,8 @@ class Registration:
     inputs: dict[str, Any]
     id: str = ""
     state: dict[str, Any] = field(default_factory=dict)
+    property_dependencies: dict[str, list[str]] = field(default_factory=dict)
+    """Input property name -> URNs it was computed from, as the engine hands them to policy packs."""
 
 
 @dataclass
@@ -96,6 +98,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                 inputs=pulumi.runtime.rpc.deserialize_properties(request.object),
                 id=registered.id or "",
                 state=dict(registered.state or {}),
+                property_dependencies={key: list(deps.urns) for key, deps in request.propertyDependencies.items()},
             )
         )
         return response

@@ -63,11 +63,15 @@ def edit(registration: Registration, change: Callable[[dict[str, Any]], None]) -
 
 
 def set_props(registration: Registration, **values: Any) -> None:
+    """Set plain values: as the engine would, they no longer depend on the resources they came from."""
     edit(registration, lambda props: props.update(values))
+    for key in values:
+        registration.property_dependencies.pop(key, None)
 
 
 def drop_prop(registration: Registration, key: str) -> None:
     edit(registration, lambda props: props.pop(key, None))
+    registration.property_dependencies.pop(key, None)
 
 
 def without(resources: list[Registration], registration: Registration) -> list[Registration]:
