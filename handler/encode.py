@@ -50,6 +50,9 @@ def prepare_for_format(image: Image.Image, spec: VariantSpec) -> Image.Image:
 
 
 def _save_options(spec: VariantSpec) -> dict[str, Any]:
+    if spec.format != "png" and spec.quality is None:
+        # Specs built by parse_variants always have one; a hand-built VariantSpec may not.
+        raise ValueError(f"variant {spec.name!r}: {spec.format} needs a quality 1..100, got None")
     if spec.format == "jpeg":
         return {"quality": spec.quality, "optimize": JPEG_OPTIMIZE}
     if spec.format == "webp":

@@ -1,0 +1,274 @@
+"""The pure pipeline on in-memory images: geometry, colour, alpha, metadata, rejections, threading."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import pytest
+from PIL import ExifTags, Image, ImageCms, ImageFile
+
+from handler.pipeline import DEFAULT_PIXEL_LIMIT, Rejected, RenderedVariant, encode_variant, render
+from handler.variants import PRESETS, VariantSpec
+
+
+def encoded(image: Image.Image, fmt: str = "PNG", **params: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **params)
+    return buffer.getvalue()
+
+
+def decoded(variant: RenderedVariant) -> Image.Image:
+    image = Image.open(io.BytesIO(variant.data))
+    image.load()
+    return image
+
+
+def only(data: bytes, spec: VariantSpec, **kwargs: object) -> RenderedVariant:
+    (variant,) = render(data, [spec], **kwargs)  # type: ignore[arg-type]
+    return variant
+
+
+JPEG_BOX = VariantSpec("box", "jpeg", quality=90, width=200, height=200, fit="inside")
+PNG_FULL = VariantSpec("full", "png")
+
+
+# --- geometry ---------------------------------------------------------------------------------
+
+
+def test_inside_scales_down_to_fit_the_box_keeping_aspect() -> None:
+    variant = only(encoded(Image.new("RGB", (4000, 3000), "red")), JPEG_BOX)
+    assert (variant.width, variant.height) == (200, 150)
+    assert decoded(variant).size == (200, 150)
+
+
+def test_inside_never_upscales() -> None:
+    variant = only(encoded(Image.new("RGB", (100, 80), "red")), JPEG_BOX)
+    assert decoded(variant).size == (100, 80)
+
+
+@pytest.mark.parametrize("size", [(300, 100), (100, 300), (40, 30)])
+def test_cover_fills_the_box_exactly_and_crops_the_centre(size: tuple[int, int]) -> None:
+    image = Image.new("RGB", size, "blue")
+    # Mark the centre red: a centred crop keeps it in the middle of the output.
+    w, h = size
+    image.paste((255, 0, 0), (w // 2 - 5, h // 2 - 5, w // 2 + 5, h // 2 + 5))
+    spec = VariantSpec("sq", "png", width=150, height=150, fit="cover")
+    out = decoded(only(encoded(image), spec))
+    assert out.size == (150, 150)
+    red, _green, blue = out.convert("RGB").getpixel((75, 75))
+    assert red > 200 and blue < 60
+
+
+def test_exif_orientation_is_applied_after_shrinking_and_not_carried() -> None:
+    image = Image.new("RGB", (400, 200), "white")
+    image.paste((255, 0, 0), (0, 0, 40, 40))  # red mark at stored top-left
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6  # stored pixels must be turned 90 degrees clockwise
+    data = encoded(image, "JPEG", exif=exif.tobytes(), quality=95)
+    big, small = render(data, [PNG_FULL, VariantSpec("t", "jpeg", quality=80, width=50, height=50)])
+    assert (big.width, big.height) == (200, 400) == decoded(big).size
+    assert (small.width, small.height) == (25, 50) == decoded(small).size
+    # Rotating 90 degrees clockwise moves the stored top-left corner to the top-right.
+    assert decoded(big).convert("RGB").getpixel((190, 10))[0] > 200
+    assert decoded(big).convert("RGB").getpixel((10, 10)) == (255, 255, 255)
+    for variant in (big, small):
+        assert decoded(variant).getexif().get(ExifTags.Base.Orientation) is None
+
+
+def test_first_frame_of_an_animation() -> None:
+    frames = [Image.new("RGB", (32, 32), colour) for colour in ("red", "blue", "green")]
+    data = encoded(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=50)
+    out = decoded(only(data, PNG_FULL)).convert("RGB")
+    assert out.getpixel((16, 16)) == (255, 0, 0)
+
+
+# --- modes and alpha --------------------------------------------------------------------------
+
+
+def test_alpha_is_flattened_onto_the_background_for_jpeg_and_kept_for_png_webp() -> None:
+    image = Image.new("RGBA", (64, 64), (255, 0, 0, 0))  # fully transparent red
+    image.paste((0, 0, 255, 255), (0, 0, 32, 64))  # opaque blue left half
+    data = encoded(image)
+    jpeg, png, webp = render(
+        data,
+        [
+            VariantSpec("j", "jpeg", quality=95, background="#00ff00"),
+            VariantSpec("p", "png"),
+            VariantSpec("w", "webp", quality=90),
+        ],
+    )
+    flat = decoded(jpeg)
+    assert flat.mode == "RGB"
+    r, g, b = flat.getpixel((48, 32))
+    assert g > 230 and r < 30 and b < 30  # the background, not black, not the hidden red
+    assert flat.getpixel((10, 32))[2] > 220
+    for variant in (png, webp):
+        kept = decoded(variant)
+        assert kept.mode == "RGBA"
+        assert kept.getpixel((48, 32))[3] == 0 and kept.getpixel((10, 32))[3] == 255
+
+
+def test_palette_with_transparency_is_not_black_in_jpeg() -> None:
+    image = Image.new("P", (16, 16), 0)
+    image.putpalette([0, 0, 0] + [255, 0, 0] * 255)
+    image.paste(1, (0, 0, 8, 16))
+    data = encoded(image, transparency=0)
+    out = decoded(only(data, VariantSpec("j", "jpeg", quality=95)))
+    assert min(out.getpixel((12, 8))) > 240  # transparent index -> white background
+    assert out.getpixel((3, 8))[0] > 240
+
+
+def test_sixteen_bit_grey_is_scaled_not_clipped() -> None:
+    image = Image.new("I;16", (8, 8), 32768)  # mid grey in 16 bits
+    out = decoded(only(encoded(image), PNG_FULL))
+    assert out.mode == "L"
+    assert 126 <= out.getpixel((4, 4)) <= 129
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "LA", "P", "CMYK", "I", "RGBA"])
+def test_every_input_mode_yields_storable_outputs(mode: str) -> None:
+    image = Image.new(mode, (20, 10))
+    fmt = "TIFF" if mode in ("CMYK", "I") else "PNG"
+    specs = [VariantSpec(f, f, quality=None if f == "png" else 80) for f in ("jpeg", "png", "webp", "avif")]
+    for variant in render(encoded(image, fmt), specs):
+        out = decoded(variant)
+        assert out.size == (20, 10)
+        assert out.format == variant.format.upper()
+
+
+# --- colour -----------------------------------------------------------------------------------
+
+
+def test_embedded_profile_is_converted_to_srgb_and_not_attached(hostile_dir) -> None:
+    p3 = Image.open(hostile_dir / "sharp_p3.png").info["icc_profile"]
+    image = Image.new("RGB", (8, 8), (40, 180, 90))
+    data = encoded(image, icc_profile=p3)
+    out = decoded(only(data, PNG_FULL))
+    expected = ImageCms.profileToProfile(
+        image, ImageCms.ImageCmsProfile(io.BytesIO(p3)), ImageCms.createProfile("sRGB"), outputMode="RGB"
+    )
+    assert out.getpixel((4, 4)) == expected.getpixel((4, 4)) != (40, 180, 90)
+    assert "icc_profile" not in out.info
+
+
+def test_broken_profile_falls_back_and_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    data = encoded(Image.new("RGB", (8, 8), (10, 20, 30)), icc_profile=b"not an icc profile at all" * 8)
+    with caplog.at_level(logging.WARNING, logger="handler"):
+        out = decoded(only(data, PNG_FULL))
+    assert out.getpixel((0, 0)) == (10, 20, 30)
+    assert "ignoring unusable ICC profile" in caplog.text
+
+
+def test_cmyk_jpeg_is_converted_through_its_profile(hostile_dir) -> None:
+    source = Image.open(hostile_dir / "sharp_CMYK_ycck_with_profile.jpg")
+    source.load()
+    icc = ImageCms.ImageCmsProfile(io.BytesIO(source.info["icc_profile"]))
+    expected = ImageCms.profileToProfile(
+        source, icc, ImageCms.createProfile("sRGB"), outputMode="RGB", renderingIntent=ImageCms.Intent.PERCEPTUAL
+    )
+    naive = source.convert("RGB")
+    out = decoded(only((hostile_dir / "sharp_CMYK_ycck_with_profile.jpg").read_bytes(), PNG_FULL))
+    assert out.mode == "RGB"
+    assert out.tobytes() == expected.tobytes()
+    assert out.tobytes() != naive.tobytes()
+
+
+def test_metadata_is_stripped_from_every_output() -> None:
+    exif = Image.Exif()
+    exif[ExifTags.Base.Make] = "Camera"
+    exif.get_ifd(ExifTags.IFD.GPSInfo)[ExifTags.GPS.GPSLatitude] = (48.0, 51.0, 24.0)
+    data = encoded(Image.new("RGB", (64, 48), "teal"), "JPEG", exif=exif.tobytes())
+    specs = [VariantSpec(f, f, quality=None if f == "png" else 80) for f in ("jpeg", "png", "webp", "avif")]
+    for variant in render(data, specs):
+        out = decoded(variant)
+        assert not out.getexif(), variant.name
+        assert not {"exif", "xmp", "icc_profile"} & set(out.info), variant.name
+
+
+# --- rejections -------------------------------------------------------------------------------
+
+
+def test_too_large_is_decided_from_the_size_alone() -> None:
+    with pytest.raises(Rejected) as excinfo:
+        render(b"\xff\xd8\xff" + b"\0" * 2000, [PNG_FULL], max_bytes=1000)
+    assert excinfo.value.reason == "too_large"
+    assert "2003 bytes exceeds the limit 1000" in excinfo.value.detail
+
+
+def test_too_many_pixels_is_rejected_from_the_header_without_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = encoded(Image.new("1", (3000, 3000)))  # tiny file, 9 Mpx
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("decoded pixels of a bomb"))
+    with pytest.raises(Rejected) as excinfo:
+        render(data, [PNG_FULL], pixel_limit=1_000_000)
+    assert excinfo.value.reason == "too_many_pixels"
+    assert "3000x3000" in excinfo.value.detail
+    assert Image.MAX_IMAGE_PIXELS == DEFAULT_PIXEL_LIMIT  # the process-wide guard is left alone
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "not_an_image"),
+        (b"hello, this is a text file\n" * 4, "not_an_image"),
+        (encoded(Image.new("RGB", (16, 16)), "ICO"), "unsupported_format"),
+        (encoded(Image.new("RGB", (64, 64), "red"), "JPEG")[:300], "corrupt"),
+        (b"\x89PNG\r\n\x1a\n" + b"\0" * 40, "corrupt"),
+    ],
+    ids=["empty", "text", "ico", "truncated-jpeg", "broken-png"],
+)
+def test_rejections_are_classified(data: bytes, reason: str) -> None:
+    with pytest.raises(Rejected) as excinfo:
+        render(data, [PNG_FULL])
+    assert excinfo.value.reason == reason
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"pixel_limit": 0}, "pixel_limit must be an integer 1..178956970, got 0"),
+        ({"max_bytes": -1}, "max_bytes must be a positive integer, got -1"),
+        ({"workers": 0}, "workers must be None (one per CPU) or an integer >= 1, got 0"),
+    ],
+)
+def test_bad_arguments_name_the_value(kwargs: dict[str, int], message: str) -> None:
+    with pytest.raises(ValueError) as excinfo:
+        render(encoded(Image.new("RGB", (4, 4))), [PNG_FULL], **kwargs)  # type: ignore[arg-type]
+    assert message in str(excinfo.value)
+
+
+# --- speed machinery must not change results ----------------------------------------------------
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_thread_pool_and_inline_produce_identical_bytes(preset: str, photos_dir) -> None:
+    data = (photos_dir / "eveningglow_4mp_2560x1600.jpg").read_bytes()
+    if preset == "default":  # full-size PNG of 4 MP is slow; a 640 px copy exercises the same code
+        image = Image.open(io.BytesIO(data))
+        image.draft("RGB", (640, 400))
+        data = encoded(image.convert("RGB"), "JPEG", quality=90)
+    threaded = render(data, PRESETS[preset], workers=2)
+    inline = render(data, PRESETS[preset], workers=1)
+    assert [v.data for v in threaded] == [v.data for v in inline]
+
+
+def test_responsive_sizes_from_shrink_on_load_and_reused_intermediates(photos_dir) -> None:
+    data = (photos_dir / "elephants_12mp_p3_orient6.jpg").read_bytes()  # 4032x3024 stored, orientation 6
+    variants = {v.name: v for v in render(data, PRESETS["responsive"])}
+    expected = {"thumb": (150, 150), "medium": (450, 600), "large": (900, 1200), "webp-1200": (900, 1200)}
+    assert {name: decoded(v).size for name, v in variants.items()} == expected
+    assert {name: (v.width, v.height) for name, v in variants.items()} == expected
+
+
+def test_hand_built_lossy_spec_without_quality_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match=r"variant 'x': webp needs a quality 1\.\.100, got None"):
+        render(encoded(Image.new("RGB", (4, 4))), [VariantSpec("x", "webp")])
+
+
+def test_encode_variant_is_the_codec_step_alone() -> None:
+    image = Image.new("RGBA", (30, 20), (0, 0, 0, 0))
+    image.info["icc_profile"] = b"kept by the caller"
+    out = Image.open(io.BytesIO(encode_variant(image, VariantSpec("j", "jpeg", quality=80, background="#ff0000"))))
+    assert (out.format, out.size, out.mode) == ("JPEG", (30, 20), "RGB")
+    assert out.getpixel((5, 5))[0] > 240
+    assert image.info["icc_profile"] == b"kept by the caller"  # the caller's image is not modified
