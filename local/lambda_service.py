@@ -237,6 +237,13 @@ class LambdaService:
         with self._condition:
             self._functions[function.arn] = function
 
+    def function(self, function_arn: str) -> FunctionSpec:
+        with self._condition:
+            try:
+                return self._functions[function_arn.removesuffix(":$LATEST")]
+            except KeyError:
+                raise KeyError(f"no function {function_arn} in the emulator") from None
+
     def set_async_config(self, function_arn: str, config: AsyncConfig) -> None:
         with self._condition:
             self._async_configs[function_arn] = config
