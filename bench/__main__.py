@@ -15,11 +15,19 @@ from pathlib import Path
 
 from handler.variants import PRESETS
 
-from .measure import PROJECT_DIR
+from .measure import cpu_snapshot, other_processes_cores
 from .report import render_report
-from .suite import TARGET_PHOTO, environment, evaluate_targets, measure_case, measure_import, measure_memory, photos_in
+from .suite import (
+    DEFAULT_PHOTOS,
+    TARGET_PHOTO,
+    environment,
+    evaluate_targets,
+    measure_case,
+    measure_import,
+    measure_memory,
+    photos_in,
+)
 
-DEFAULT_PHOTOS = PROJECT_DIR.parent / "shared" / "testdata" / "photos"
 log = logging.getLogger("bench")
 
 
@@ -58,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         photos = [min(photos, key=lambda path: path.stat().st_size)]
         runs, import_repeats = 1, 3
     presets = args.preset or list(PRESETS)
+    cpu_before = cpu_snapshot()
 
     cases = []
     for photo in photos:
@@ -68,8 +77,9 @@ def main(argv: list[str] | None = None) -> int:
             cases.append(case)
     log.info("measuring the cold import of the handler")
     import_probe = measure_import(import_repeats)
+    contention = other_processes_cores(cpu_before, cpu_snapshot())
     result = {
-        "environment": environment(),
+        "environment": {**environment(), "other_processes_cores": round(contention, 2)},
         "settings": {"runs": runs, "warmups": warmups, "quick": args.quick, "photos": str(args.photos)},
         "target_photo": TARGET_PHOTO,
         "cases": cases,

@@ -15,30 +15,66 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
-def run_interleaved(
-    contenders: Mapping[str, Callable[[], object]], *, runs: int, warmups: int
-) -> dict[str, list[float]]:
-    """Call every contender once per round; return each one's wall times in ms, warm-ups dropped."""
-    samples: dict[str, list[float]] = {name: [] for name in contenders}
+@dataclass
+class Samples:
+    """Per-run times of one contender in ms: wall clock, and CPU of the whole process (all threads)."""
+
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+
+
+def run_interleaved(contenders: Mapping[str, Callable[[], object]], *, runs: int, warmups: int) -> dict[str, Samples]:
+    """Call every contender once per round; return each one's times, warm-ups dropped."""
+    samples = {name: Samples() for name in contenders}
     for round_index in range(warmups + runs):
         for name, contender in contenders.items():
             gc.collect()
-            started = time.perf_counter()
+            wall_started, cpu_started = time.perf_counter(), time.process_time()
             contender()
-            elapsed_ms = (time.perf_counter() - started) * 1000
+            wall_ms = (time.perf_counter() - wall_started) * 1000
+            cpu_ms = (time.process_time() - cpu_started) * 1000
             if round_index >= warmups:
-                samples[name].append(elapsed_ms)
+                samples[name].wall.append(wall_ms)
+                samples[name].cpu.append(cpu_ms)
     return samples
 
 
 def median_ms(samples: Sequence[float]) -> float:
     return statistics.median(samples)
+
+
+@dataclass(frozen=True)
+class CpuSnapshot:
+    """Machine-wide busy CPU time and this process's own (with its finished children), in seconds."""
+
+    busy_s: float
+    own_s: float
+    wall_s: float
+
+
+def cpu_snapshot() -> CpuSnapshot:
+    """Read /proc/stat's busy jiffies (user, nice, system, irq, softirq, steal) and our own CPU time."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    ticks = os.sysconf("SC_CLK_TCK")
+    own = os.times()
+    return CpuSnapshot(
+        busy_s=(user + nice + system + irq + softirq + steal) / ticks,
+        own_s=own.user + own.system + own.children_user + own.children_system,
+        wall_s=time.monotonic(),
+    )
+
+
+def other_processes_cores(before: CpuSnapshot, after: CpuSnapshot) -> float:
+    """Average number of cores other processes kept busy between two snapshots."""
+    others_s = (after.busy_s - before.busy_s) - (after.own_s - before.own_s)
+    return max(0.0, others_s) / max(after.wall_s - before.wall_s, 1e-9)
 
 
 def child_environment() -> dict[str, str]:

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+BUSY_CORES = 0.25
+"""Average cores used by other processes above which the numbers are not clean."""
+
 
 def _cell(value: Any, digits: int = 1) -> str:
     if value is None:
@@ -14,7 +17,7 @@ def _cell(value: Any, digits: int = 1) -> str:
     return str(value)
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, text_columns: int = 2) -> str:
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, text_columns: int = 2) -> str:
     """Left-align the leading text columns, right-align the numbers after them."""
     widths = [max(len(str(item)) for item in column) for column in zip(headers, *rows, strict=True)]
 
@@ -57,7 +60,7 @@ def timing_table(cases: Sequence[dict[str, Any]]) -> str:
         ]
         for case in cases
     ]
-    return _table(headers, rows)
+    return format_table(headers, rows)
 
 
 def bytes_table(cases: Sequence[dict[str, Any]]) -> str:
@@ -99,7 +102,7 @@ def bytes_table(cases: Sequence[dict[str, Any]]) -> str:
                 _cell(case["ratios"]["bytes_vs_naive"], 3),
             ]
         )
-    return _table(headers, rows, text_columns=3)
+    return format_table(headers, rows, text_columns=3)
 
 
 def import_summary(probe: dict[str, Any]) -> str:
@@ -124,15 +127,21 @@ def targets_table(targets: Sequence[dict[str, Any]]) -> str:
         ]
         for target in targets
     ]
-    return _table(headers, rows, text_columns=1)
+    return format_table(headers, rows, text_columns=1)
 
 
 def render_report(result: dict[str, Any]) -> str:
     env = result["environment"]
     settings = result["settings"]
-    sections = [
+    header = (
         f"image-pipeline bench: {env['cpus']} CPUs, Python {env['python']}, Pillow {env['pillow']}; "
-        f"median of {settings['runs']} runs after {settings['warmups']} warm-up, contenders interleaved",
+        f"median of {settings['runs']} runs after {settings['warmups']} warm-up, contenders interleaved; "
+        f"other processes kept {env['other_processes_cores']:.2f} cores busy meanwhile"
+    )
+    if env["other_processes_cores"] > BUSY_CORES:
+        header += "\nWARNING: the machine was not quiet: thread speed-ups, and so pipeline ratios, are understated"
+    sections = [
+        header,
         timing_table(result["cases"]),
         bytes_table(result["cases"]),
         import_summary(result["import"]),

@@ -13,6 +13,7 @@ import json
 import sys
 from pathlib import Path
 
+from handler.pipeline import render
 from handler.variants import PRESETS
 
 from .naive import render_naively
@@ -33,20 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("photo", type=Path)
     args = parser.parse_args(argv)
 
-    # Import the renderer before reading the baseline, so the baseline counts what a warm Lambda holds.
-    if args.implementation == "pipeline":
-        from handler.pipeline import render  # noqa: PLC0415 (the naive probe must not pay for it)
-
-        def run(data: bytes) -> object:
-            return render(data, PRESETS[args.preset])
-    else:
-
-        def run(data: bytes) -> object:
-            return render_naively(data, PRESETS[args.preset])
-
+    specs = PRESETS[args.preset]
+    renderer = render if args.implementation == "pipeline" else render_naively
     data = args.photo.read_bytes()
     idle_mb = high_water_mb()
-    run(data)
+    renderer(data, specs)
     sys.stdout.write(json.dumps({"idle_mb": round(idle_mb, 1), "peak_mb": round(high_water_mb(), 1)}) + "\n")
     return 0
 

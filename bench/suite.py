@@ -6,7 +6,6 @@ Results are plain dicts so the table and `--json` show exactly the same numbers.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import platform
@@ -17,21 +16,16 @@ from typing import Any
 
 import PIL
 
+from handler.pipeline import encode_variant, render
 from handler.variants import PRESETS
 
 from .floor import prepare_floor, run_floor
-from .measure import import_time, median_ms, peak_rss_mb, run_interleaved
+from .measure import PROJECT_DIR, import_time, median_ms, peak_rss_mb, run_interleaved
 from .naive import render_naively
-
-try:
-    pipeline: Any = importlib.import_module("handler.pipeline")
-except ModuleNotFoundError as missing:  # not landed yet: measure the baseline alone, report targets missing
-    if missing.name != "handler.pipeline":
-        raise
-    pipeline = None
 
 log = logging.getLogger(__name__)
 
+DEFAULT_PHOTOS = PROJECT_DIR.parent / "shared" / "testdata" / "photos"
 TARGET_PHOTO = "elephants_12mp_4032x3024.jpg"
 HANDLER_MODULE = "handler.app"
 
@@ -62,59 +56,53 @@ def photos_in(directory: Path) -> list[Path]:
     return sorted(path for path in directory.iterdir() if path.is_file() and not path.name.startswith("."))
 
 
-def _ratio(numerator: float | None, denominator: float | None) -> float | None:
-    if numerator is None or not denominator:
-        return None
-    return numerator / denominator
-
-
 def measure_case(photo: Path, preset: str, *, runs: int, warmups: int) -> dict[str, Any]:
     """Time the contenders on one photo and preset, interleaved, and compare their outputs."""
     data = photo.read_bytes()
     specs = PRESETS[preset]
     naive_outputs = render_naively(data, specs)
-    contenders = {"naive": lambda: render_naively(data, specs)}
-    pipeline_outputs: dict[str, Any] = {}
-    if pipeline is not None:
-        pipeline_outputs = {variant.name: variant for variant in pipeline.render(data, specs)}
-        sizes = [(pipeline_outputs[spec.name].width, pipeline_outputs[spec.name].height) for spec in specs]
-        floor_case = prepare_floor(data, specs, sizes)
-        contenders["pipeline"] = lambda: pipeline.render(data, specs)
-        contenders["one_thread"] = lambda: pipeline.render(data, specs, workers=1)
-        contenders["floor"] = lambda: run_floor(floor_case, pipeline.encode_variant)
+    pipeline_outputs = {variant.name: variant for variant in render(data, specs)}
+    sizes = [(pipeline_outputs[spec.name].width, pipeline_outputs[spec.name].height) for spec in specs]
+    floor_case = prepare_floor(data, specs, sizes)
+    contenders = {
+        "naive": lambda: render_naively(data, specs),
+        "pipeline": lambda: render(data, specs),
+        "one_thread": lambda: render(data, specs, workers=1),
+        "floor": lambda: run_floor(floor_case, encode_variant),
+    }
     log.info("timing %s / %s: %d warm-up + %d runs of %s", photo.name, preset, warmups, runs, ", ".join(contenders))
     samples = run_interleaved(contenders, runs=runs, warmups=warmups)
-    ms: dict[str, float | None] = {name: None for name in ("naive", "pipeline", "one_thread", "floor")}
-    ms.update({name: round(median_ms(times), 1) for name, times in samples.items()})
+    ms = {name: round(median_ms(times.wall), 1) for name, times in samples.items()}
+    cpu_ms = {name: round(median_ms(times.cpu), 1) for name, times in samples.items()}
 
     variants = []
     for spec, naive in zip(specs, naive_outputs, strict=True):
-        rendered = pipeline_outputs.get(spec.name)
+        rendered = pipeline_outputs[spec.name]
         variants.append(
             {
                 "name": spec.name,
                 "format": spec.format,
                 "naive": {"width": naive.width, "height": naive.height, "bytes": len(naive.data)},
-                "pipeline": None
-                if rendered is None
-                else {"width": rendered.width, "height": rendered.height, "bytes": len(rendered.data)},
+                "pipeline": {"width": rendered.width, "height": rendered.height, "bytes": len(rendered.data)},
             }
         )
     naive_bytes = sum(variant["naive"]["bytes"] for variant in variants)
-    pipeline_bytes = sum(variant["pipeline"]["bytes"] for variant in variants) if pipeline_outputs else None
+    pipeline_bytes = sum(variant["pipeline"]["bytes"] for variant in variants)
     return {
         "photo": photo.name,
         "preset": preset,
         "source_bytes": len(data),
         "ms": ms,
-        "samples_ms": {name: [round(value, 1) for value in times] for name, times in samples.items()},
+        "cpu_ms": cpu_ms,
+        "samples_ms": {name: [round(value, 1) for value in times.wall] for name, times in samples.items()},
         "bytes": {"naive": naive_bytes, "pipeline": pipeline_bytes},
         "ratios": {
-            "pipeline_vs_naive": _ratio(ms["pipeline"], ms["naive"]),
-            "one_thread_vs_naive": _ratio(ms["one_thread"], ms["naive"]),
-            "floor_vs_naive": _ratio(ms["floor"], ms["naive"]),
-            "one_thread_vs_floor": _ratio(ms["one_thread"], ms["floor"]),
-            "bytes_vs_naive": _ratio(pipeline_bytes, naive_bytes),
+            "pipeline_vs_naive": ms["pipeline"] / ms["naive"],
+            "one_thread_vs_naive": ms["one_thread"] / ms["naive"],
+            "floor_vs_naive": ms["floor"] / ms["naive"],
+            "one_thread_vs_floor": ms["one_thread"] / ms["floor"],
+            "one_thread_vs_floor_cpu": cpu_ms["one_thread"] / cpu_ms["floor"],
+            "bytes_vs_naive": pipeline_bytes / naive_bytes,
         },
         "variants": variants,
     }
@@ -122,10 +110,8 @@ def measure_case(photo: Path, preset: str, *, runs: int, warmups: int) -> dict[s
 
 def measure_memory(case: dict[str, Any], photo: Path) -> None:
     """Add each implementation's peak RSS for this case, each measured in a fresh interpreter."""
-    implementations = ["naive"] if pipeline is None else ["pipeline", "naive"]
-    case["peak_rss_mb"] = {"pipeline": None, "naive": None}
-    case["idle_rss_mb"] = {"pipeline": None, "naive": None}
-    for implementation in implementations:
+    case["peak_rss_mb"], case["idle_rss_mb"] = {}, {}
+    for implementation in ("pipeline", "naive"):
         probe = peak_rss_mb(photo, case["preset"], implementation)
         case["peak_rss_mb"][implementation] = probe["peak_mb"]
         case["idle_rss_mb"][implementation] = probe["idle_mb"]
@@ -174,5 +160,4 @@ def environment() -> dict[str, Any]:
         "python": platform.python_version(),
         "pillow": PIL.__version__,
         "machine": platform.machine(),
-        "pipeline_available": pipeline is not None,
     }

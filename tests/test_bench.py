@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from bench.floor import prepare_floor, run_floor
-from bench.measure import _heaviest_imports
+from bench.measure import CpuSnapshot, _heaviest_imports, other_processes_cores
 from bench.naive import render_naively
 from bench.suite import TARGETS
 from handler.variants import PRESETS, VariantSpec
@@ -51,14 +51,13 @@ def test_quick_run_covers_every_preset_on_the_smallest_photo(quick_result: dict[
 
 
 def test_quick_run_measures_positive_times_bytes_and_memory(quick_result: dict[str, Any]) -> None:
-    measured = ["naive"]
-    if quick_result["environment"]["pipeline_available"]:
-        measured += ["pipeline", "one_thread", "floor"]
     for case in quick_result["cases"]:
-        assert all(case["ms"][name] > 0 for name in measured), case["ms"]
+        assert set(case["ms"]) == {"naive", "pipeline", "one_thread", "floor"}
+        assert all(ms > 0 for ms in case["ms"].values()), case["ms"]
         assert case["bytes"]["naive"] == sum(variant["naive"]["bytes"] for variant in case["variants"]) > 0
-        assert all(ratio is None or ratio > 0 for ratio in case["ratios"].values()), case["ratios"]
-        assert case["peak_rss_mb"]["naive"] >= case["idle_rss_mb"]["naive"] > 0
+        assert all(ratio > 0 for ratio in case["ratios"].values()), case["ratios"]
+        for implementation in ("pipeline", "naive"):
+            assert case["peak_rss_mb"][implementation] >= case["idle_rss_mb"][implementation] > 0
 
 
 def test_quick_run_reports_every_target(quick_result: dict[str, Any]) -> None:
@@ -68,13 +67,12 @@ def test_quick_run_reports_every_target(quick_result: dict[str, Any]) -> None:
 
 
 def test_naive_and_pipeline_render_the_same_variants(quick_result: dict[str, Any]) -> None:
-    if not quick_result["environment"]["pipeline_available"]:
-        pytest.skip("handler.pipeline has not landed: nothing to compare the baseline with")
     for case in quick_result["cases"]:
         for variant in case["variants"]:
             naive, rendered = variant["naive"], variant["pipeline"]
             assert (rendered["width"], rendered["height"]) == (naive["width"], naive["height"]), variant
-        assert all(ratio is not None and ratio > 0 for ratio in case["ratios"].values()), case["ratios"]
+            assert rendered["bytes"] > 0
+        assert case["bytes"]["pipeline"] == sum(variant["pipeline"]["bytes"] for variant in case["variants"])
 
 
 def test_naive_baseline_orients_flattens_and_fits() -> None:
@@ -121,3 +119,10 @@ def test_import_profile_keeps_the_costliest_direct_imports() -> None:
         ]
     )
     assert _heaviest_imports(log, 2) == [("boto3", 90.0), ("PIL", 20.0)]
+
+
+def test_contention_counts_only_other_processes_cpu() -> None:
+    before = CpuSnapshot(busy_s=10.0, own_s=2.0, wall_s=100.0)
+    after = CpuSnapshot(busy_s=14.0, own_s=4.0, wall_s=102.0)
+    assert other_processes_cores(before, after) == 1.0
+    assert other_processes_cores(after, after) == 0.0
