@@ -85,7 +85,7 @@ def metadata_value(value: str) -> str:
     return quote(value, safe=_METADATA_SAFE)
 
 
-def _classify(exc: Exception, action: str) -> StorageError:
+def classify_error(exc: Exception, action: str) -> StorageError:
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         code = str(error.get("Code", ""))
@@ -121,9 +121,9 @@ class S3Storage:
         except ClientError as exc:
             if str(exc.response.get("Error", {}).get("Code", "")) in _GONE_CODES:
                 return None
-            raise _classify(exc, action) from exc
+            raise classify_error(exc, action) from exc
         except (BotoCoreError, HTTPClientError) as exc:
-            raise _classify(exc, action) from exc
+            raise classify_error(exc, action) from exc
         size = int(response["ContentLength"])
         body = response["Body"]
         data: bytes | None = None
@@ -131,7 +131,7 @@ class S3Storage:
             if size <= max_bytes:
                 data = body.read()
         except (BotoCoreError, ConnectionError, ReadTimeoutError, OSError) as exc:
-            raise _classify(exc, f"{action} (reading body)") from exc
+            raise classify_error(exc, f"{action} (reading body)") from exc
         finally:
             body.close()
         return SourceObject(
@@ -154,7 +154,7 @@ class S3Storage:
         try:
             getattr(self._s3, method)(**request)
         except (ClientError, BotoCoreError, HTTPClientError) as exc:
-            raise _classify(exc, action) from exc
+            raise classify_error(exc, action) from exc
 
     def put_variants(self, source: SourceObject, variants: list[RenderedVariant]) -> list[str]:
         """Write every variant at its deterministic key; returns the keys written."""
