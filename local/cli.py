@@ -12,6 +12,7 @@ import argparse
 import io
 import logging
 import mimetypes
+import posixpath
 import shutil
 import signal
 import sys
@@ -93,9 +94,14 @@ def _dimensions(data: bytes) -> str:
         return f"unreadable ({type(exc).__name__})"
 
 
-def _stem(key: str) -> str:
-    name = key.rsplit("/", 1)[-1]
-    return name.rsplit(".", 1)[0] if "." in name else name
+def _without_extension(key: str) -> str:
+    return posixpath.splitext(key)[0]
+
+
+def is_output_of(output_key: str, source_key: str) -> bool:
+    """Variants are written as `<variant>/<source key without extension>.<ext>`."""
+    variant_path = output_key.partition("/")[2]
+    return bool(variant_path) and _without_extension(variant_path) == _without_extension(source_key)
 
 
 class Session:
@@ -123,12 +129,11 @@ class Session:
 
     def collect(self, result: UploadResult) -> None:
         """Find, download and describe the variants (or the quarantined copy) of one upload."""
-        stem = _stem(result.key)
         paginator = self.s3.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.processed_bucket):
             for item in page.get("Contents", []):
                 key = item["Key"]
-                if "/" not in key or _stem(key) != stem:
+                if not is_output_of(key, result.key):
                     continue
                 response = self.s3.get_object(Bucket=self.processed_bucket, Key=key)
                 data = response["Body"].read()
