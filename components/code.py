@@ -24,7 +24,13 @@ def handler_sources(handler_dir: Path) -> dict[str, Path]:
     }
 
 
-def handler_archive(handler_dir: Path) -> pulumi.AssetArchive:
-    """A Pulumi archive of `handler_sources`; Lambda imports `handler.app.handler` from its root."""
+def handler_archive(handler_dir: Path, entry_point: str) -> pulumi.AssetArchive:
+    """A Pulumi archive of `handler_sources` that contains the module of `entry_point` (`pkg.module.function`).
+
+    Checked here because Lambda would only notice at the first upload (Runtime.ImportModuleError).
+    """
     sources = handler_sources(handler_dir)
+    module_file = entry_point.rpartition(".")[0].replace(".", "/") + ".py"
+    if module_file not in sources:
+        raise FileNotFoundError(f"function entry point {entry_point!r} needs {module_file}, not found in {handler_dir}")
     return pulumi.AssetArchive({name: pulumi.FileAsset(str(path)) for name, path in sources.items()})

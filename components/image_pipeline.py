@@ -294,7 +294,7 @@ class ImagePipeline(pulumi.ComponentResource):
             runtime=args.runtime,
             architectures=[args.architecture],
             handler=HANDLER_ENTRY_POINT,
-            code=handler_archive(args.handler_dir),
+            code=handler_archive(args.handler_dir, HANDLER_ENTRY_POINT),
             layers=[layer.arn],
             memory_size=args.memory_mb,
             timeout=args.timeout_seconds,

@@ -35,8 +35,10 @@ def least_privilege_policy(
 ) -> PolicyDocument:
     """Exactly what the function does: read uploads, write variants and quarantined files, log, dead-letter.
 
-    No ListBucket (a missing key then reads as 403, which the handler treats as permanent),
-    no DeleteObject, no ACL actions (ACLs are disabled by BucketOwnerEnforced).
+    No ListBucket (a missing key then reads as 403 AccessDenied, which the handler lets Lambda
+    retry and dead-letter instead of guessing it was deleted), no DeleteObject, no ACL actions
+    (ACLs are disabled by BucketOwnerEnforced). Quarantining an upload too large to download is a
+    server-side copy: GetObject(Version) on the upload and PutObject on the quarantine bucket.
     """
     statements: list[PolicyDocument] = [
         {

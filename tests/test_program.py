@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from components.code import handler_sources
+from components.code import handler_archive, handler_sources
 from components.image_pipeline import COMPONENT_TYPE
 from handler.variants import PRESETS, variants_from_json, variants_to_json
 from local.program import ProgramRun, Registration
@@ -297,6 +297,7 @@ def test_function_code_is_the_handler_package_sources_only(run: ProgramRun) -> N
     assert names, "the function code archive is empty"
     assert "handler/__init__.py" in names
     assert "handler/variants.py" in names
+    assert "handler/app.py" in names, "the entry point handler.app.handler must ship"
     assert all(name.startswith("handler/") and name.endswith(".py") for name in names), names
     assert not any("__pycache__" in name for name in names)
     assert names == sorted(handler_sources(HANDLER_DIR))
@@ -430,3 +431,11 @@ def test_code_archive_skips_bytecode_and_non_python_files(tmp_path: Path) -> Non
 def test_code_archive_refuses_a_directory_that_is_not_the_package(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"no __init__\.py"):
         handler_sources(tmp_path)
+
+
+def test_code_archive_refuses_a_package_without_the_entry_point_module(tmp_path: Path) -> None:
+    package = tmp_path / "handler"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    with pytest.raises(FileNotFoundError, match=r"'handler\.app\.handler' needs handler/app\.py"):
+        handler_archive(package, "handler.app.handler")
