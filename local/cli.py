@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
+from urllib.parse import unquote
 
 from PIL import Image
 
@@ -51,6 +52,7 @@ class UploadResult:
     invocation: Invocation | None = None
     outputs: list[OutputFile] = field(default_factory=list)
     quarantine_reason: str | None = None
+    quarantine_detail: str = ""
 
     @property
     def ok(self) -> bool:
@@ -75,7 +77,8 @@ class UploadResult:
                 f"{error.get('errorType')}: {error.get('errorMessage')}"
             )
         if self.quarantine_reason is not None:
-            return f"quarantined: {self.quarantine_reason}"
+            detail = f" ({self.quarantine_detail})" if self.quarantine_detail else ""
+            return f"quarantined: {self.quarantine_reason}{detail}"
         if not self.outputs:
             return "FAILED: the function succeeded but wrote no variants"
         return f"{len(self.outputs)} variants in {self.duration_ms:.0f} ms"
@@ -149,7 +152,8 @@ class Session:
                 raise
             return
         metadata = quarantined.get("Metadata", {})
-        result.quarantine_reason = metadata.get("reason") or ", ".join(f"{k}={v}" for k, v in metadata.items()) or "?"
+        result.quarantine_reason = metadata.get("reason") or "(no reason in its metadata)"
+        result.quarantine_detail = unquote(metadata.get("detail", ""))
 
     def wait(self, results: list[UploadResult], timeout_s: float, *, on_done: Any) -> None:
         """Poll until every upload's invocation has finished (bounded by `timeout_s`)."""
@@ -221,10 +225,9 @@ def _serve_instructions(session: Session) -> None:
     _write(f"Results are downloaded into {session.out_dir}/. Ctrl-C stops the emulator.")
 
 
-def _serve(session: Session, seen: set[str], serve_for_s: float | None) -> None:
-    """Report invocations the CLI did not start itself, until Ctrl-C (or `serve_for_s`)."""
-    deadline = None if serve_for_s is None else time.monotonic() + serve_for_s
-    while deadline is None or time.monotonic() < deadline:
+def _serve(session: Session, seen: set[str]) -> None:
+    """Report the uploads made by others (the AWS CLI) as they are processed, until Ctrl-C."""
+    while True:
         for invocation in session.lambda_service.invocations():
             if invocation.request_id in seen or invocation.status not in ("succeeded", "failed"):
                 continue
@@ -279,12 +282,16 @@ def run(args: argparse.Namespace) -> int:
                 f"{len(results) - len(failed)} of {len(results)} uploads handled "
                 f"({len(quarantined)} quarantined), {len(failed)} failed; variants in {out_dir}/"
             )
+            status = 1 if failed else 0
             if args.serve:
                 _serve_instructions(session)
-                _serve(session, {r.invocation.request_id for r in results if r.invocation}, args.serve_for)
-            return 1 if failed else 0
+                try:
+                    _serve(session, {r.invocation.request_id for r in results if r.invocation})
+                except KeyboardInterrupt:
+                    _write("Stopping the emulator.")
+            return status
     except KeyboardInterrupt:
-        _write("Stopped.")
+        _write("Interrupted; the emulator is stopped.")
         return 130
 
 
@@ -298,7 +305,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run_parser.add_argument("--out", type=Path, default=Path("out"), help="where variants are downloaded (./out)")
     run_parser.add_argument("--serve", action="store_true", help="keep the emulator running for more uploads")
-    run_parser.add_argument("--serve-for", type=float, default=None, help=argparse.SUPPRESS)
     run_parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the function")
     run_parser.add_argument("--concurrency", type=int, default=2, help="concurrent function containers (2)")
     run_parser.add_argument("-v", "--verbose", action="store_true", help="show the emulator's and function's logs")

@@ -1,0 +1,100 @@
+"""`python -m local run` as a newcomer runs it: a real process, the real program, the real handler."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from local.program import PROJECT_DIR
+
+pytestmark = pytest.mark.e2e
+
+SMALL_INPUTS = ("pillow_hopper.bmp", "sharp_Landscape_1.jpg", "gen_text_renamed.jpg")
+
+
+@pytest.fixture
+def photos(tmp_path: Path, hostile_dir: Path) -> Path:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in SMALL_INPUTS:
+        shutil.copy(hostile_dir / name, folder / name)
+    return folder
+
+
+def _command(photos: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "local", "run", "--photos", str(photos), "--out", str(out), *extra]
+
+
+def test_run_prints_progress_and_a_table_and_downloads_the_variants(photos: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    done = subprocess.run(
+        _command(photos, out), cwd=PROJECT_DIR, capture_output=True, text=True, timeout=180, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    for name in SMALL_INPUTS:
+        assert any(line.startswith("[") and f"] {name} (" in line for line in lines), f"no progress line for {name}"
+    assert sum(line.startswith("[") and "/3] " in line for line in lines) == 3
+    assert "quarantined: " in done.stdout, "the text file renamed .jpg must be reported as quarantined"
+    header = next(line for line in lines if line.startswith("source"))
+    assert header.split() == ["source", "variant", "dimensions", "bytes", "ms"]
+    assert "-> thumbnail/pillow_hopper.jpg (image/jpeg)" in done.stdout
+    assert (out / "thumbnail" / "pillow_hopper.jpg").is_file()
+    assert (out / "webp" / "sharp_Landscape_1.webp").is_file()
+    assert not list(out.glob("*/gen_text_renamed.*")), "a quarantined upload has no variants"
+    assert "3 of 3 uploads handled (1 quarantined), 0 failed" in done.stdout
+
+
+def test_exit_status_is_non_zero_when_an_upload_is_not_processed(photos: Path, tmp_path: Path) -> None:
+    done = subprocess.run(
+        _command(photos, tmp_path / "out", "--timeout", "0"),
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "not processed in time" in done.stdout
+
+
+def test_serve_prints_the_endpoint_and_upload_command_and_stops_on_ctrl_c(photos: Path, tmp_path: Path) -> None:
+    for name in SMALL_INPUTS[1:]:
+        (photos / name).unlink()
+    process = subprocess.Popen(
+        _command(photos, tmp_path / "out", "--serve"),
+        cwd=PROJECT_DIR,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        seen: list[str] = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            seen.append(line)
+            if "Ctrl-C stops the emulator" in line:
+                break
+        text = "".join(seen)
+        assert "Ctrl-C stops the emulator" in text, text
+        assert "Emulator running at https://127.0.0.1:" in text
+        assert "aws --endpoint-url https://127.0.0.1:" in text and " s3 cp photo.jpg s3://" in text
+        assert "export AWS_ACCESS_KEY_ID=" in text
+        process.send_signal(signal.SIGINT)
+        remaining, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+    assert process.returncode == 0, remaining
+    assert "Stopping the emulator." in remaining
