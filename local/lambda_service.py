@@ -18,6 +18,7 @@ import heapq
 import itertools
 import json
 import logging
+import math
 import os
 import queue
 import subprocess
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote_plus
 
+from botocore.exceptions import BotoCoreError, ClientError
 from moto.core.utils import iso_8601_datetime_with_milliseconds
 
 from local.emulator import Credentials, Emulator
@@ -40,6 +42,8 @@ log = logging.getLogger(__name__)
 RUNTIME_SCRIPT = Path(__file__).resolve().parent / "runtime.py"
 # `-c` keeps sys.path[0] as the working directory (the task root), as Lambda does.
 _BOOTSTRAP = "import runpy, sys; runpy.run_path(sys.argv[1], run_name='__main__')"
+LOG_SENTINEL = "\x1eemulator-invocation-end"  # same as local/runtime.py (imported there by file path)
+LOG_SETTLE_S = 2.0
 # Containers are replaced before their role credentials (1 h) expire.
 CONTAINER_MAX_AGE_S = 45 * 60
 # Variables Lambda sets itself; a function may not define them.
@@ -138,7 +142,12 @@ class Container:
             text=True,
             encoding="utf-8",
         )
+        self.log_stream = environment["AWS_LAMBDA_LOG_STREAM_NAME"]
+        self.log_stream_created = False
         self._logger = logging.getLogger(f"{__name__}.{function.name}")
+        self._log_lines: list[tuple[int, str]] = []
+        self._log_lock = threading.Lock()
+        self._log_complete = threading.Event()
         threading.Thread(target=self._pump_replies, daemon=True).start()
         threading.Thread(target=self._pump_log, daemon=True).start()
 
@@ -150,8 +159,21 @@ class Container:
 
     def _pump_log(self) -> None:
         assert self._process.stderr is not None
-        for line in self._process.stderr:
-            self._logger.info("%s", line.rstrip("\n"))
+        for raw in self._process.stderr:
+            line = raw.rstrip("\n")
+            if line == LOG_SENTINEL:
+                self._log_complete.set()
+                continue
+            self._logger.info("%s", line)
+            with self._log_lock:
+                self._log_lines.append((int(time.time() * 1000), line))
+        self._log_complete.set()
+
+    def drain_log(self) -> list[tuple[int, str]]:
+        """(epoch ms, line) the function wrote since the last drain."""
+        with self._log_lock:
+            lines, self._log_lines = self._log_lines, []
+        return lines
 
     @property
     def usable(self) -> bool:
@@ -167,6 +189,7 @@ class Container:
             "deadlineMs": int(time.time() * 1000) + timeout_s * 1000,
         }
         assert self._process.stdin is not None
+        self._log_complete.clear()
         try:
             self._process.stdin.write(json.dumps(message) + "\n")
             self._process.stdin.flush()
@@ -175,7 +198,7 @@ class Container:
         try:
             line = self._replies.get(timeout=timeout_s)
         except queue.Empty:
-            self.close()
+            self.kill()
             return False, {
                 "errorType": "Sandbox.Timedout",
                 "errorMessage": f"{request_id} Task timed out after {timeout_s:.2f} seconds",
@@ -183,10 +206,17 @@ class Container:
         if line is None:
             code = self._process.wait(timeout=5)
             return False, {"errorType": "Runtime.ExitError", "errorMessage": f"Runtime exited with exit status {code}"}
+        self._log_complete.wait(timeout=LOG_SETTLE_S)
         reply = json.loads(line)
         if reply.get("fatal"):  # init failed: this environment is discarded
             self.close()
         return (True, reply.get("result")) if reply["ok"] else (False, reply["error"])
+
+    def kill(self) -> None:
+        """A timed-out environment is frozen mid-work: stop it at once."""
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.wait(timeout=5)
 
     def close(self) -> None:
         if self._process.poll() is None:
@@ -228,6 +258,7 @@ class LambdaService:
         self._stopping = False
         self._workers: list[threading.Thread] = []
         self._home = emulator.state_dir / "lambda-home"
+        self._logs: Any = None
 
     # configuration (called by the deployer) ------------------------------------------------
     def add_function(self, function: FunctionSpec) -> None:
@@ -334,12 +365,22 @@ class LambdaService:
         config = self._async_configs.get(function.arn, AsyncConfig())
         container = self._container(function)
         log.info("START RequestId: %s Function: %s", invocation.request_id, function.name)
+        started_ms = int(time.time() * 1000)
         started = time.perf_counter()
-        ok, payload = container.invoke(invocation.request_id, invocation.event)
-        duration_ms = (time.perf_counter() - started) * 1000
-        self._release(container)
-        invocation.attempts.append(Attempt(duration_ms, None if ok else payload))
-        log.info("REPORT RequestId: %s Duration: %.2f ms", invocation.request_id, duration_ms)
+        try:
+            ok, payload = container.invoke(invocation.request_id, invocation.event)
+            duration_ms = (time.perf_counter() - started) * 1000
+            invocation.attempts.append(Attempt(duration_ms, None if ok else payload))
+            log.info("REPORT RequestId: %s Duration: %.2f ms", invocation.request_id, duration_ms)
+            self._write_log(
+                container,
+                invocation.request_id,
+                started_ms=started_ms,
+                duration_ms=duration_ms,
+                error=None if ok else payload,
+            )
+        finally:
+            self._release(container)
         if ok:
             invocation.result = payload
             if config.on_success:
@@ -429,6 +470,51 @@ class LambdaService:
             "AWS_LAMBDA_LOG_STREAM_NAME": f"{time.strftime('%Y/%m/%d')}/[$LATEST]{uuid.uuid4().hex}",
             **self._emulator.client_environment(self.role_credentials(function)),
         }
+
+    # logs ------------------------------------------------------------------------------------
+    def _write_log(
+        self, container: Container, request_id: str, *, started_ms: int, duration_ms: float, error: Any
+    ) -> None:
+        """Put the invocation's log into the function's log group, framed as Lambda frames it.
+
+        Written as the administrator: moto checks CloudWatch Logs permissions against "*", so
+        the role's statement scoped to its own log group could never match.
+        """
+        function = container.function
+        lines = [(ts, line) for ts, line in container.drain_log() if line.strip()]
+        if error is not None:
+            lines.append((int(time.time() * 1000), json.dumps(error)))
+        ended_ms = max([started_ms, *(ts for ts, _ in lines)])
+        events = [
+            (started_ms, f"START RequestId: {request_id} Version: $LATEST"),
+            *lines,
+            (ended_ms, f"END RequestId: {request_id}"),
+            (
+                ended_ms,
+                f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\t"
+                f"Billed Duration: {math.ceil(duration_ms)} ms\tMemory Size: {function.memory_mb} MB",
+            ),
+        ]
+        logs = self._logs_client()
+        try:
+            if not container.log_stream_created:
+                logs.create_log_stream(logGroupName=function.log_group, logStreamName=container.log_stream)
+                container.log_stream_created = True
+            logs.put_log_events(
+                logGroupName=function.log_group,
+                logStreamName=container.log_stream,
+                logEvents=[{"timestamp": ts, "message": message} for ts, message in events],
+            )
+        except logs.exceptions.ResourceNotFoundException:
+            log.warning("log group %s does not exist: the function's logs are not kept", function.log_group)
+        except (BotoCoreError, ClientError) as exc:  # losing a log must not fail the invocation
+            log.warning("could not write %s's log to %s: %s", request_id, function.log_group, exc)
+
+    def _logs_client(self) -> Any:
+        with self._condition:
+            if self._logs is None:
+                self._logs = self._emulator.client("logs")
+            return self._logs
 
     # destinations ----------------------------------------------------------------------------
     def _sqs_url(self, queue_arn: str) -> str:

@@ -18,6 +18,9 @@ import time
 import traceback
 from typing import Any, TextIO
 
+# Written to stderr after each invocation, so the service knows that invocation's log is complete.
+LOG_SENTINEL = "\x1eemulator-invocation-end"
+
 
 class LambdaContext:
     """The subset of Lambda's context object handlers use."""
@@ -50,6 +53,12 @@ def _load_handler(spec: str) -> Any:
     return getattr(module, function_name)
 
 
+def _end_log() -> None:
+    sys.stdout.flush()
+    sys.stderr.write(LOG_SENTINEL + "\n")
+    sys.stderr.flush()
+
+
 def serve(protocol: TextIO) -> None:
     handler: Any = None
     init_error: dict[str, Any] | None = None
@@ -62,6 +71,7 @@ def serve(protocol: TextIO) -> None:
         invocation = json.loads(line)
         if init_error is not None:
             # Lambda discards an environment whose init failed; the next attempt starts afresh.
+            _end_log()
             protocol.write(json.dumps({"ok": False, "error": init_error, "fatal": True}) + "\n")
             protocol.flush()
             return
@@ -71,8 +81,7 @@ def serve(protocol: TextIO) -> None:
         except Exception as exc:  # the handler's failure is the invocation's result
             traceback.print_exc()
             reply = {"ok": False, "error": _error(exc)}
-        sys.stdout.flush()
-        sys.stderr.flush()
+        _end_log()
         protocol.write(json.dumps(reply, default=str) + "\n")
         protocol.flush()
 

@@ -159,3 +159,16 @@ def test_transient_failures_retry_twice_then_the_event_goes_to_the_dead_letter_q
     assert record["requestPayload"] == invocation.event
     assert record["responseContext"]["functionError"] == "Unhandled"
     assert not _outputs_of(session, key)
+
+
+def test_function_log_lands_in_its_log_group(session: Session, hostile_dir: Path) -> None:
+    result = _process(session, hostile_dir / "pngsuite_xs1n0g01.png", "logs/broken.png")
+    assert result.invocation is not None
+    logs = session.emulator.client("logs")
+    group = session.run.outputs["log_group_name"]
+    events = logs.filter_log_events(logGroupName=group)["events"]
+    request_id = result.invocation.request_id
+    messages = [e["message"] for e in events if request_id in e["message"] or "logs/broken" in e["message"]]
+    assert any(m.startswith(f"START RequestId: {request_id}") for m in messages)
+    assert any(m.startswith(f"REPORT RequestId: {request_id}") for m in messages)
+    assert any('"key": "logs/broken.png"' in m for m in messages), "the handler's own JSON log line"
