@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import quote_plus
 
 import boto3
+import botocore.session
 from botocore.config import Config
 from moto import settings as moto_settings
 from moto.core.authorization import ActionAuthenticatorMixin
@@ -285,7 +286,9 @@ class Emulator:
         signer = credentials or self.admin
         if signer is None:
             raise RuntimeError("emulator not started")
-        return boto3.session.Session().client(
+        # Ignore AWS_PROFILE: the emulator's identities are explicit, a developer's profile is irrelevant.
+        isolated = botocore.session.Session(session_vars={"profile": (None, None, None, None)})
+        return boto3.session.Session(botocore_session=isolated).client(
             service,
             endpoint_url=self.endpoint,
             region_name=self.region,
