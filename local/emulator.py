@@ -119,6 +119,18 @@ def _bucket_permission_over_tls(bucket: FakeBucket, action: str, resource: str) 
     return IAMPolicy(json.dumps({**policy, "Statement": statements})).is_action_permitted(action, resource)
 
 
+_original_send_event = s3_notifications.send_event
+
+
+def _send_event_as_s3_does(account_id: str, event_name: str, bucket: FakeBucket, key: Any) -> None:
+    """moto announces a completed multipart upload twice (as a Put, then as CompleteMultipartUpload);
+    S3 sends only the latter, so the Put of a multipart object is dropped."""
+    is_put = event_name == s3_notifications.S3NotificationEvent.OBJECT_CREATED_PUT_EVENT
+    if is_put and getattr(key, "multipart", None) is not None:
+        return
+    _original_send_event(account_id, event_name, bucket, key)
+
+
 _original_create_aws_request = IAMRequestBase._create_aws_request
 
 
@@ -210,6 +222,7 @@ class Emulator:
 
     def _start(self) -> None:
         moto_api_backend.reset()
+        self._patch(s3_notifications, "send_event", _send_event_as_s3_does)
         self._patch(s3_notifications, "_get_s3_event", s3_event)
         self._patch(s3_notifications, "_invoke_awslambda", self._deliver_to_lambda)
         self._patch(FakeBucket, "get_permission", _bucket_permission_over_tls)

@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import unquote_plus
 
 import pytest
+from boto3.s3.transfer import TransferConfig
 from PIL import Image
 
 from handler.variants import VariantSpec, variants_from_json
@@ -159,6 +160,19 @@ def test_transient_failures_retry_twice_then_the_event_goes_to_the_dead_letter_q
     assert record["requestPayload"] == invocation.event
     assert record["responseContext"]["functionError"] == "Unhandled"
     assert not _outputs_of(session, key)
+
+
+def test_a_multipart_upload_is_one_complete_multipart_upload_event(session: Session, photos_dir: Path) -> None:
+    key = "multipart/evening.jpg"
+    single_part = TransferConfig(multipart_threshold=64 * 1024, multipart_chunksize=8 * 1024 * 1024)
+    session.s3.upload_file(
+        str(photos_dir / "eveningglow_4mp_2560x1600.jpg"), session.upload_bucket, key, Config=single_part
+    )
+    assert session.lambda_service.wait_idle(WAIT_S)
+    invocations = [i for i in session.lambda_service.invocations() if (session.upload_bucket, key) in i.objects]
+    assert [i.event["Records"][0]["eventName"] for i in invocations] == ["ObjectCreated:CompleteMultipartUpload"]
+    assert invocations[0].status == "succeeded"
+    assert _outputs_of(session, key)
 
 
 def test_function_log_lands_in_its_log_group(session: Session, hostile_dir: Path) -> None:
