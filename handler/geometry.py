@@ -30,7 +30,7 @@ _SWAPS_AXES = frozenset({5, 6, 7, 8})
 
 
 def read_orientation(image: Image.Image) -> int:
-    """EXIF (or XMP, via Pillow's getexif) orientation 1..8; 1 when absent or unreadable.
+    """EXIF orientation 1..8 (Pillow's getexif also reads XMP's `tiff:Orientation`); 1 when absent.
 
     Damaged EXIF must not sink an otherwise good photo: it is logged and treated as upright.
     """

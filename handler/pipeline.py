@@ -153,8 +153,6 @@ def _open(data: bytes, pixel_limit: int) -> Image.Image:
 
 def _shrink_on_load(image: Image.Image, plans: Sequence[Plan]) -> None:
     """Ask the JPEG decoder for the smallest DCT scale that still covers every variant."""
-    if image.format not in ("JPEG", "MPO"):
-        return
     width, height = image.size
     needed = 0.0
     for plan in plans:
@@ -283,11 +281,18 @@ def render(
     if len(data) > max_bytes:
         raise Rejected("too_large", f"{len(data)} bytes exceeds the limit {max_bytes}")
     image = _open(data, pixel_limit)
-    orientation = read_orientation(image)
     original_size = image.size
-    plans = [plan_variant(original_size, spec, orientation) for spec in specs]
-    _shrink_on_load(image, plans)
-    _decode(image)
+    if image.format in ("JPEG", "MPO"):
+        # EXIF sits in the header: plan with it, then let the decoder shrink on load.
+        orientation = read_orientation(image)
+        plans = [plan_variant(original_size, spec, orientation) for spec in specs]
+        _shrink_on_load(image, plans)
+        _decode(image)
+    else:
+        # Other containers may carry EXIF after the pixels (PNG eXIf): decode first.
+        _decode(image)
+        orientation = read_orientation(image)
+        plans = [plan_variant(original_size, spec, orientation) for spec in specs]
     decoded = to_srgb(image, image.info.get("icc_profile"))
     LOG.debug("decoded %s %s %s -> %s %s", image.format, image.mode, original_size, decoded.mode, decoded.size)
 

@@ -6,7 +6,7 @@ import io
 import logging
 
 import pytest
-from PIL import ExifTags, Image, ImageCms, ImageFile
+from PIL import ExifTags, Image, ImageCms, ImageFile, PngImagePlugin
 
 from handler.pipeline import DEFAULT_PIXEL_LIMIT, Rejected, RenderedVariant, encode_variant, render
 from handler.variants import PRESETS, VariantSpec
@@ -74,6 +74,28 @@ def test_exif_orientation_is_applied_after_shrinking_and_not_carried() -> None:
     assert decoded(big).convert("RGB").getpixel((10, 10)) == (255, 255, 255)
     for variant in (big, small):
         assert decoded(variant).getexif().get(ExifTags.Base.Orientation) is None
+
+
+XMP_ORIENTATION_8 = (
+    b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+    b'<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="8"/></rdf:RDF></x:xmpmeta>'
+)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "TIFF"])
+@pytest.mark.parametrize("carrier", ["exif", "xmp"])
+def test_orientation_is_read_from_exif_or_xmp_in_every_container(fmt: str, carrier: str) -> None:
+    if carrier == "xmp" and fmt == "TIFF":
+        pytest.skip("Pillow writes no XMP to TIFF")
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6
+    params: dict[str, object] = {"exif": exif.tobytes()} if carrier == "exif" else {"xmp": XMP_ORIENTATION_8}
+    if carrier == "xmp" and fmt == "PNG":  # Pillow's PNG writer takes XMP only as an iTXt chunk
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt("XML:com.adobe.xmp", XMP_ORIENTATION_8.decode())
+        params = {"pnginfo": info}
+    variant = only(encoded(Image.new("RGB", (40, 20), "white"), fmt, **params), PNG_FULL)
+    assert (variant.width, variant.height) == (20, 40) == decoded(variant).size
 
 
 def test_first_frame_of_an_animation() -> None:
