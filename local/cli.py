@@ -17,10 +17,10 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
 from urllib.parse import unquote
 
 from PIL import Image
@@ -155,7 +155,7 @@ class Session:
         result.quarantine_reason = metadata.get("reason") or "(no reason in its metadata)"
         result.quarantine_detail = unquote(metadata.get("detail", ""))
 
-    def wait(self, results: list[UploadResult], timeout_s: float, *, on_done: Any) -> None:
+    def wait(self, results: list[UploadResult], timeout_s: float, *, on_done: Callable[[UploadResult], None]) -> None:
         """Poll until every upload's invocation has finished (bounded by `timeout_s`)."""
         pending = list(results)
         deadline = time.monotonic() + timeout_s

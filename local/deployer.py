@@ -237,13 +237,9 @@ class EmulatorDeployer(pulumi.runtime.Mocks):
             raise DeployError(f"provider region {region} differs from the emulator's region {self._emulator.region}")
         return region
 
-    def _arn(self, service: str, resource: str) -> str:
-        account = self._client("sts").get_caller_identity()["Account"]
-        return f"arn:{self._emulator.partition}:{service}:{self._emulator.region}:{account}:{resource}"
-
     @staticmethod
-    def _tag_list(tags: Mapping[str, str], key: str = "Key", value: str = "Value") -> list[dict[str, str]]:
-        return [{key: k, value: v} for k, v in sorted(tags.items())]
+    def _tag_list(tags: Mapping[str, str]) -> list[dict[str, str]]:
+        return [{"Key": key, "Value": value} for key, value in sorted(tags.items())]
 
     # providers and random ------------------------------------------------------------------------
     def _aws_provider(self, name: str, inputs: dict[str, Any], provider: dict[str, str]) -> ResourceResult:
@@ -573,20 +569,17 @@ class EmulatorDeployer(pulumi.runtime.Mocks):
             if target.split(":")[2:3] != ["sqs"]:
                 raise DeployError(f"{name}: {kind} destination {target!r}: the emulator delivers only to SQS queues")
         request: dict[str, Any] = {"FunctionName": function_name, "DestinationConfig": destinations}
-        config = AsyncConfig(
-            on_failure=(destinations.get("OnFailure") or {}).get("Destination"),
-            on_success=(destinations.get("OnSuccess") or {}).get("Destination"),
-        )
         if inputs.get("maximumRetryAttempts") is not None:
             request["MaximumRetryAttempts"] = int(inputs["maximumRetryAttempts"])
         if inputs.get("maximumEventAgeInSeconds") is not None:
             request["MaximumEventAgeInSeconds"] = int(inputs["maximumEventAgeInSeconds"])
         self._client("lambda").put_function_event_invoke_config(**request)
+        defaults = AsyncConfig()
         config = AsyncConfig(
-            maximum_retry_attempts=request.get("MaximumRetryAttempts", config.maximum_retry_attempts),
-            maximum_event_age_s=request.get("MaximumEventAgeInSeconds", config.maximum_event_age_s),
-            on_failure=config.on_failure,
-            on_success=config.on_success,
+            maximum_retry_attempts=request.get("MaximumRetryAttempts", defaults.maximum_retry_attempts),
+            maximum_event_age_s=request.get("MaximumEventAgeInSeconds", defaults.maximum_event_age_s),
+            on_failure=(destinations.get("OnFailure") or {}).get("Destination"),
+            on_success=(destinations.get("OnSuccess") or {}).get("Destination"),
         )
         self._lambda_service.set_async_config(self._function_arn(function_name), config)
         return function_name, {}

@@ -23,8 +23,7 @@ import shutil
 import ssl
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -342,14 +341,3 @@ class Emulator:
             log.error("S3 notification for %s dropped: no Lambda service attached to the emulator", function_arn)
             return
         self.lambda_sink(function_arn, event_body)
-
-
-@contextmanager
-def running_emulator(region: str, *, state_dir: Path | None = None) -> Iterator[Emulator]:
-    """Start an emulator for the block and always stop it, restoring moto's global settings."""
-    emulator = Emulator(region, state_dir=state_dir)
-    emulator.start()
-    try:
-        yield emulator
-    finally:
-        emulator.stop()

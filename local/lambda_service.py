@@ -253,7 +253,6 @@ class LambdaService:
         self._sequence = itertools.count()
         self._invocations: list[Invocation] = []
         self._idle: dict[str, list[Container]] = {}
-        self._busy: set[Container] = set()
         self._condition = threading.Condition()
         self._stopping = False
         self._workers: list[threading.Thread] = []
@@ -426,17 +425,12 @@ class LambdaService:
             while idle:
                 container = idle.pop()
                 if container.usable:
-                    self._busy.add(container)
                     return container
                 container.close()
-        container = Container(function, self._environment(function), self._python)
-        with self._condition:
-            self._busy.add(container)
-        return container
+        return Container(function, self._environment(function), self._python)
 
     def _release(self, container: Container) -> None:
         with self._condition:
-            self._busy.discard(container)
             if container.usable and not self._stopping:
                 self._idle.setdefault(container.function.arn, []).append(container)
                 return
