@@ -52,6 +52,7 @@ def runtime() -> Runtime:
     LOG.setLevel(settings.log_level)
     if not logging.getLogger().handlers:  # outside Lambda (CLI, emulator): still emit the JSON lines
         logging.basicConfig(format="%(message)s")
+    logging.captureWarnings(True)  # e.g. Pillow's DecompressionBombWarning: a log line, not raw stderr
     client = boto3.client("s3", config=_CLIENT_CONFIG)
     storage = S3Storage(
         client, processed_bucket=settings.processed_bucket, quarantine_bucket=settings.quarantine_bucket

@@ -90,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.captureWarnings(True)
     try:
         specs = variants_from_json(args.variants, "--variants") if args.variants else PRESETS[args.preset or "default"]
     except VariantError as exc:
