@@ -519,10 +519,11 @@ class EmulatorDeployer(pulumi.runtime.Mocks):
         lambda_client = self._client("lambda")
         function = lambda_client.create_function(**create)
         reserved = inputs.get("reservedConcurrentExecutions")
-        if reserved is not None and int(reserved) >= 0:
-            lambda_client.put_function_concurrency(
-                FunctionName=function_name, ReservedConcurrentExecutions=int(reserved)
-            )
+        reserved = None if reserved is None or int(reserved) < 0 else int(reserved)
+        if reserved == 0:
+            raise DeployError(f"{name}: reserved concurrency 0 throttles every event; the emulator has no throttling")
+        if reserved is not None:
+            lambda_client.put_function_concurrency(FunctionName=function_name, ReservedConcurrentExecutions=reserved)
         arn = function["FunctionArn"]
         code_dir = extract(code, self._work_dir / "functions" / function_name / secrets.token_hex(4))
         self._lambda_service.add_function(
@@ -537,6 +538,7 @@ class EmulatorDeployer(pulumi.runtime.Mocks):
                 environment=variables,
                 code_dir=code_dir,
                 log_group=f"/aws/lambda/{function_name}",
+                reserved_concurrency=reserved,
             )
         )
         if dead_letter_target:

@@ -84,6 +84,8 @@ class FunctionSpec:
     environment: dict[str, str]
     code_dir: Path
     log_group: str
+    reserved_concurrency: int | None = None
+    """At most this many of the function's invocations run at once (None: the service's limit)."""
 
 
 @dataclass(frozen=True)
@@ -343,12 +345,29 @@ class LambdaService:
         with self._condition:
             while not self._stopping:
                 now = time.monotonic()
-                if self._schedule and self._schedule[0][0] <= now:
-                    invocation = heapq.heappop(self._schedule)[2]
+                invocation = self._pop_runnable(now)
+                if invocation is not None:
                     invocation.status = "running"
                     return invocation
                 wait_s = self._schedule[0][0] - now if self._schedule else 0.5
-                self._condition.wait(timeout=min(wait_s, 0.5))
+                self._condition.wait(timeout=min(max(wait_s, 0.05), 0.5))
+        return None
+
+    def _pop_runnable(self, now: float) -> Invocation | None:
+        """The earliest due invocation whose function is below its reserved concurrency."""
+        running: dict[str, int] = {}
+        for invocation in self._invocations:
+            if invocation.status == "running":
+                running[invocation.function.arn] = running.get(invocation.function.arn, 0) + 1
+        for entry in sorted(self._schedule, key=lambda item: item[:2]):
+            due, _, invocation = entry
+            if due > now:
+                return None
+            limit = invocation.function.reserved_concurrency
+            if limit is None or running.get(invocation.function.arn, 0) < limit:
+                self._schedule.remove(entry)
+                heapq.heapify(self._schedule)
+                return invocation
         return None
 
     def _work(self) -> None:

@@ -38,6 +38,11 @@ CODE = textwrap.dedent(
         invocations += 1
         return invocations
 
+    def nap(event, context):
+        started = time.time()
+        time.sleep(0.5)
+        return [started, time.time()]
+
     def sleepy(event, context):
         time.sleep(30)
 
@@ -186,6 +191,19 @@ def test_a_destination_the_role_may_not_send_to_loses_the_record(
     invocation = _run(service, function, {"why": "denied"})
     assert invocation.destination_error is not None and "403" in invocation.destination_error
     assert _messages(emulator, "forbidden-destination") == []
+
+
+def test_reserved_concurrency_caps_the_functions_parallel_invocations(
+    emulator: Emulator, role_arn: str, tmp_path: Path
+) -> None:
+    function = _function(tmp_path, role_arn, "app.nap")
+    capped = FunctionSpec(**{**function.__dict__, "reserved_concurrency": 1})
+    with LambdaService(emulator, concurrency=2) as service:
+        service.add_function(capped)
+        invocations = [service.invoke_async(capped.arn, {}) for _ in range(2)]
+        assert service.wait_idle(60)
+    first, second = sorted(tuple(i.result) for i in invocations)
+    assert second[0] >= first[1], "with reserved concurrency 1 the second event waits for the first"
 
 
 def test_reserved_environment_variables_are_refused(service: LambdaService, role_arn: str, tmp_path: Path) -> None:
