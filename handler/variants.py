@@ -74,7 +74,7 @@ class VariantSpec:
 
 # Codec settings are not per variant: every variant is encoded with handler/encode.py's measured
 # choices (PNG compress_level 1, WebP method 0, baseline JPEG, AVIF speed 8). Size cost against
-# Pillow's defaults on a 12 MP photo: PNG -3%, WebP +5%, JPEG +1%; `default` in total ~0.98x.
+# Pillow's defaults on a 12 MP photo: PNG -3%, WebP +5%, JPEG the same; `default` in total ~0.98x.
 PRESETS: dict[str, tuple[VariantSpec, ...]] = {
     # The original tutorial set: full-size renditions in each codec plus a small thumbnail.
     "default": (
