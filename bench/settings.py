@@ -1,9 +1,11 @@
 """`python -m bench.settings`: the measurements behind the pipeline's encoder and resize choices.
 
-Sweeps, on one photo (default the 12 MP elephants), each knob that decides the pipeline's speed:
-PNG deflate level and strategy, WebP method, JPEG optimize/progressive/subsampling, JPEG
-shrink-on-load and `reducing_gap`, and encoder threads. Every row shows the median time and the
-bytes next to Pillow's default, so a setting's size cost is visible beside its speed gain.
+Sweeps each knob that decides the pipeline's speed, on every photo (a setting tuned on one photo
+can cost 30% bytes on another): PNG deflate level and strategy, WebP method, JPEG
+optimize/progressive/subsampling; then JPEG shrink-on-load and resampling, and encoder threads on
+the 12 MP photo. Codec rows give CPU time and bytes relative to Pillow's default on the same photo,
+so a setting's size cost sits beside its speed gain. CPU time, not wall time, so that other
+processes on the machine do not skew single-threaded numbers; thread rows are wall time.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageOps
 
@@ -24,75 +27,88 @@ from handler.variants import PRESETS
 
 from .measure import median_ms
 from .report import format_table
-from .suite import DEFAULT_PHOTOS, TARGET_PHOTO
+from .suite import DEFAULT_PHOTOS, TARGET_PHOTO, photos_in
 
 log = logging.getLogger("bench.settings")
-# zlib strategies Pillow passes through as `compress_type`.
-ZLIB_STRATEGIES = {"filtered": 1, "huffman-only": 2, "rle": 3}
+
+Options = dict[str, Any]
+# Each codec's settings as (label, save options); the first is Pillow's default, the reference.
+PNG_SETTINGS: tuple[tuple[str, Options], ...] = (
+    ("level 6 (Pillow default)", {}),
+    ("level 0 (stored)", {"compress_level": 0}),
+    ("level 1", {"compress_level": 1}),
+    ("level 2", {"compress_level": 2}),
+    ("level 3", {"compress_level": 3}),
+    ("level 1, Z_RLE", {"compress_level": 1, "compress_type": 3}),
+    ("level 1, Z_HUFFMAN_ONLY", {"compress_level": 1, "compress_type": 2}),
+)
+WEBP_SETTINGS: tuple[tuple[str, Options], ...] = (
+    ("q85 method 4 (Pillow default)", {"quality": 85}),
+    ("q85 method 0", {"quality": 85, "method": 0}),
+    ("q85 method 1", {"quality": 85, "method": 1}),
+    ("q85 method 2", {"quality": 85, "method": 2}),
+    ("q85 method 3", {"quality": 85, "method": 3}),
+)
+JPEG_SETTINGS: tuple[tuple[str, Options], ...] = (
+    ("q85 baseline 4:2:0 (Pillow default)", {"quality": 85}),
+    ("q85 optimize", {"quality": 85, "optimize": True}),
+    ("q85 progressive", {"quality": 85, "progressive": True}),
+    ("q85 4:4:4", {"quality": 85, "subsampling": "4:4:4"}),
+)
 
 
-def _timed(action: Callable[[], object], runs: int) -> tuple[float, object]:
+def _cpu_ms(action: Callable[[], object], runs: int) -> tuple[float, object]:
     samples, result = [], None
     for _ in range(runs):
-        started = time.perf_counter()
+        started = time.process_time()
         result = action()
-        samples.append((time.perf_counter() - started) * 1000)
+        samples.append((time.process_time() - started) * 1000)
     return median_ms(samples), result
 
 
-def _encoded_size(image: Image.Image, format_name: str, **options: object) -> Callable[[], int]:
-    def encode() -> int:
-        buffer = io.BytesIO()
-        image.save(buffer, format_name, **options)
-        return buffer.tell()
+def _wall_ms(action: Callable[[], object], runs: int) -> float:
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        action()
+        samples.append((time.perf_counter() - started) * 1000)
+    return median_ms(samples)
 
-    return encode
+
+def _encoded_size(image: Image.Image, format_name: str, options: Options) -> int:
+    buffer = io.BytesIO()
+    image.save(buffer, format_name, **options)
+    return buffer.tell()
 
 
-def sweep(title: str, contenders: dict[str, Callable[[], object]], runs: int) -> str:
-    """Time each contender; the first is the reference the ratios divide by."""
+def _load_oriented(photo: Path) -> Image.Image:
+    """The photo upright, in the mode a pipeline encodes (RGBA kept where there is alpha)."""
+    with Image.open(photo) as source:
+        image = ImageOps.exif_transpose(source)
+    has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+    return image.convert("RGBA" if has_alpha else "RGB")
+
+
+def codec_table(
+    title: str, format_name: str, settings: Sequence[tuple[str, Options]], images: dict[str, Image.Image], runs: int
+) -> str:
+    """Rows: settings; columns: photos; cells: `CPU x / bytes x` against the first setting."""
     log.info("sweeping %s", title)
-    rows: list[tuple[str, float, object]] = []
-    for label, action in contenders.items():
-        ms, result = _timed(action, runs)
-        rows.append((label, ms, result))
-    reference_ms, reference_bytes = rows[0][1], rows[0][2]
-    table_rows = []
-    for label, ms, result in rows:
-        sized = isinstance(result, int) and isinstance(reference_bytes, int)
-        table_rows.append(
-            [
-                label,
-                f"{ms:.0f}",
-                f"{ms / reference_ms:.2f}",
-                str(result) if sized else "-",
-                f"{result / reference_bytes:.3f}" if sized else "-",
-            ]
-        )
-    headers = ["setting", "ms", "time/ref", "bytes", "bytes/ref"]
-    return f"{title}\n" + format_table(headers, table_rows, text_columns=1)
-
-
-def codec_sweeps(image: Image.Image, runs: int) -> list[str]:
-    png: dict[str, Callable[[], object]] = {"level 6 (Pillow default)": _encoded_size(image, "PNG")}
-    for level in (0, 1, 2, 3, 4, 9):
-        png[f"level {level}"] = _encoded_size(image, "PNG", compress_level=level)
-    for strategy, code in ZLIB_STRATEGIES.items():
-        png[f"level 1, {strategy}"] = _encoded_size(image, "PNG", compress_level=1, compress_type=code)
-    webp: dict[str, Callable[[], object]] = {"q85 method 4 (Pillow default)": _encoded_size(image, "WEBP", quality=85)}
-    for method in (0, 1, 2, 3, 5, 6):
-        webp[f"q85 method {method}"] = _encoded_size(image, "WEBP", quality=85, method=method)
-    jpeg: dict[str, Callable[[], object]] = {}
-    for quality in (85, 60):
-        jpeg[f"q{quality} baseline 4:2:0 (Pillow default)"] = _encoded_size(image, "JPEG", quality=quality)
-        jpeg[f"q{quality} optimize"] = _encoded_size(image, "JPEG", quality=quality, optimize=True)
-        jpeg[f"q{quality} progressive"] = _encoded_size(image, "JPEG", quality=quality, progressive=True)
-        jpeg[f"q{quality} 4:4:4"] = _encoded_size(image, "JPEG", quality=quality, subsampling="4:4:4")
-    return [
-        sweep(f"PNG, {image.width}x{image.height}", png, runs),
-        sweep(f"WebP, {image.width}x{image.height}", webp, runs),
-        sweep(f"JPEG, {image.width}x{image.height} (ratios vs the first row)", jpeg, runs),
-    ]
+    columns: list[list[str]] = []
+    for name, image in images.items():
+        encodable = image.convert("RGB") if format_name == "JPEG" else image
+        results = [
+            _cpu_ms(lambda i=encodable, o=options: _encoded_size(i, format_name, o), runs) for _, options in settings
+        ]
+        reference_ms, reference_bytes = results[0]
+        column = [f"{reference_ms:.0f} ms, {reference_bytes / 1e6:.2f} MB"]
+        column += [f"{ms / reference_ms:.2f} / {size / reference_bytes:.3f}" for ms, size in results[1:]]
+        columns.append(column)
+        log.info("  %s done", name)
+    rows = [[label, *(column[index] for column in columns)] for index, (label, _) in enumerate(settings)]
+    return f"{title}: first row absolute, then CPU time x / bytes x against it\n" + format_table(
+        ["setting", *images], rows, text_columns=1
+    )
 
 
 def _inside(size: tuple[int, int], box: int) -> tuple[int, int]:
@@ -100,8 +116,8 @@ def _inside(size: tuple[int, int], box: int) -> tuple[int, int]:
     return (round(size[0] * scale), round(size[1] * scale))
 
 
-def shrink_sweep(data: bytes, runs: int) -> str:
-    """Decode, then resize into the responsive preset's 1200 px box, the ways a pipeline can."""
+def shrink_table(data: bytes, runs: int) -> str:
+    """Decode, then resample into the responsive preset's 1200 px box, the ways a pipeline can."""
 
     def decode(scale: int | None) -> Image.Image:
         image = Image.open(io.BytesIO(data))
@@ -110,63 +126,72 @@ def shrink_sweep(data: bytes, runs: int) -> str:
         image.load()
         return image
 
-    def to_1200(scale: int | None, reducing_gap: float | None) -> Callable[[], object]:
+    def to_1200(scale: int | None, resample: Image.Resampling, gap: float | None = None) -> Callable[[], object]:
         def action() -> object:
             image = decode(scale)
-            return image.resize(_inside(image.size, 1200), Image.Resampling.LANCZOS, reducing_gap=reducing_gap)
+            return image.resize(_inside(image.size, 1200), resample, reducing_gap=gap)
 
         return action
 
+    lanczos, bicubic = Image.Resampling.LANCZOS, Image.Resampling.BICUBIC
     contenders: dict[str, Callable[[], object]] = {
         "full decode": lambda: decode(None),
         "draft 1/2 decode": lambda: decode(2),
         "draft 1/4 decode": lambda: decode(4),
-        "full decode + LANCZOS": to_1200(None, None),
-        "full decode + LANCZOS reducing_gap 2": to_1200(None, 2.0),
-        "full decode + LANCZOS reducing_gap 3": to_1200(None, 3.0),
-        "draft 1/2 + LANCZOS": to_1200(2, None),
-        "draft 1/2 + LANCZOS reducing_gap 3": to_1200(2, 3.0),
+        "full decode + LANCZOS": to_1200(None, lanczos),
+        "full decode + LANCZOS reducing_gap 3": to_1200(None, lanczos, 3.0),
+        "draft 1/2 + LANCZOS": to_1200(2, lanczos),
+        "draft 1/2 + BICUBIC": to_1200(2, bicubic),
     }
-    return sweep("JPEG decode, shrink-on-load and resampling into a 1200 px box", contenders, runs)
+    log.info("sweeping decode and resampling")
+    rows = [[label, f"{_cpu_ms(action, runs)[0]:.0f}"] for label, action in contenders.items()]
+    return "JPEG decode, shrink-on-load and resampling into a 1200 px box (CPU ms)\n" + format_table(
+        ["step", "CPU ms"], rows, text_columns=1
+    )
 
 
-def thread_sweep(data: bytes, image: Image.Image, runs: int) -> str:
-    """Encoder threads: the default preset's full-size encodes, and whole renders, by pool size."""
+def thread_table(data: bytes, image: Image.Image, runs: int) -> str:
+    """Encoder threads: the default preset's full-size encodes, and whole renders, by pool size (wall)."""
     specs = [spec for spec in PRESETS["default"] if spec.box is None]
 
     def encode_all(workers: int) -> Callable[[], object]:
         def action() -> object:
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                return sum(len(blob) for blob in pool.map(lambda spec: encode_variant(image, spec), specs))
+                return list(pool.map(lambda spec: encode_variant(image, spec), specs))
 
         return action
 
     contenders: dict[str, Callable[[], object]] = {}
-    for workers in (1, 2, 3, 4):
-        contenders[f"{len(specs)} full-size encodes, {workers} thread(s)"] = encode_all(workers)
+    for workers in (1, 2, 3):
+        contenders[f"{len(specs)} full-size encodes (pipeline settings), {workers} thread(s)"] = encode_all(workers)
     for preset in PRESETS:
-        for workers in (1, 2, 4):
-            contenders[f"render {preset}, workers={workers}"] = lambda preset=preset, workers=workers: render(
-                data, PRESETS[preset], workers=workers
+        for workers in (1, 2, 3):
+            contenders[f"render {preset}, workers={workers}"] = lambda p=preset, w=workers: render(
+                data, PRESETS[p], workers=w
             )
-    return sweep("Threads (ratios vs the first row)", contenders, runs)
+    log.info("sweeping threads")
+    rows = [[label, f"{_wall_ms(action, runs):.0f}"] for label, action in contenders.items()]
+    return "Threads (wall ms; needs a quiet machine)\n" + format_table(["work", "wall ms"], rows, text_columns=1)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     parser = argparse.ArgumentParser(prog="python -m bench.settings", description=__doc__.splitlines()[0])
-    parser.add_argument("--photo", type=Path, default=DEFAULT_PHOTOS / TARGET_PHOTO, help="default: %(default)s")
-    parser.add_argument("--runs", type=int, default=3, help="timed runs per setting (median; default 3)")
+    parser.add_argument("--photos", type=Path, default=DEFAULT_PHOTOS, help="folder of photos (default: %(default)s)")
+    parser.add_argument("--photo", action="append", metavar="NAME", help="only this photo (repeatable)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per setting, median (default 3)")
     args = parser.parse_args(argv)
-    data = args.photo.read_bytes()
-    with Image.open(io.BytesIO(data)) as source:
-        image = ImageOps.exif_transpose(source).convert("RGB")
+    photos = [path for path in photos_in(args.photos) if not args.photo or path.name in args.photo]
+    images = {path.name.split(".")[0]: _load_oriented(path) for path in photos}
+    target = args.photos / TARGET_PHOTO
     sections = [
-        f"{args.photo.name}: median of {args.runs} runs; time/ref and bytes/ref divide by each table's first row",
-        *codec_sweeps(image, args.runs),
-        shrink_sweep(data, args.runs),
-        thread_sweep(data, image, args.runs),
+        codec_table("PNG", "PNG", PNG_SETTINGS, images, args.runs),
+        codec_table("WebP", "WEBP", WEBP_SETTINGS, images, args.runs),
+        codec_table("JPEG", "JPEG", JPEG_SETTINGS, images, args.runs),
     ]
+    if target.is_file():
+        data = target.read_bytes()
+        sections += [shrink_table(data, args.runs), thread_table(data, _load_oriented(target), args.runs)]
     sys.stdout.write("\n\n".join(sections) + "\n")
     return 0
 
