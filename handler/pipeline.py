@@ -22,7 +22,7 @@ import math
 import os
 import struct
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -293,8 +293,9 @@ def render(
         _decode(image)
         orientation = read_orientation(image)
         plans = [plan_variant(original_size, spec, orientation) for spec in specs]
+    LOG.debug("decoded %s %s %s at %s", image.format, image.mode, original_size, image.size)
     decoded = to_srgb(image, image.info.get("icc_profile"))
-    LOG.debug("decoded %s %s %s -> %s %s", image.format, image.mode, original_size, decoded.mode, decoded.size)
+    del image  # when colour conversion made a new frame, free the decoder's one (36 MB at 12 MP) now
 
     order = sorted(range(len(specs)), key=lambda i: (plans[i].pixels, _CODEC_COST[specs[i].format]), reverse=True)
     made: list[_Sized] = []
@@ -302,13 +303,6 @@ def render(
     prepared: dict[tuple[int, str, str], Image.Image] = {}
     results: dict[int, Future[bytes] | bytes] = {}
     transpose = TRANSPOSE_FOR_ORIENTATION.get(orientation)
-
-    def encode(index: int, frame: Image.Image, submit: Callable[..., Future[bytes]] | None) -> None:
-        spec = specs[index]
-        if submit is None:
-            results[index] = save_prepared(frame, spec)
-        else:
-            results[index] = submit(save_prepared, frame, spec)
 
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="encode") if workers > 1 else None
     try:
@@ -324,7 +318,10 @@ def render(
             key = (id(frame), spec.format, spec.background)
             if key not in prepared:
                 prepared[key] = prepare_for_format(frame, spec)
-            encode(index, prepared[key], pool.submit if pool is not None else None)
+            if pool is None:
+                results[index] = save_prepared(prepared[key], spec)
+            else:
+                results[index] = pool.submit(save_prepared, prepared[key], spec)
         encoded = {i: r.result() if isinstance(r, Future) else r for i, r in results.items()}
     finally:
         if pool is not None:
