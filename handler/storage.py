@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import posixpath
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -27,7 +28,8 @@ LOG = logging.getLogger(__name__)
 CACHE_CONTROL = "public, max-age=31536000"
 """One year: outputs change only when their source is re-uploaded under the same key."""
 QUARANTINE_CONTENT_TYPE = "application/octet-stream"
-MAX_DETAIL_CHARS = 512  # S3 caps user metadata at 2 KB per object
+MAX_DETAIL_CHARS = 512
+_MAX_CONCURRENT_PUTS = 8  # below botocore's default pool of 10 connections  # S3 caps user metadata at 2 KB per object
 _GONE_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "404", "NotFound"})
 _TRANSIENT_CODES = frozenset(
     {
@@ -157,11 +159,15 @@ class S3Storage:
             raise classify_error(exc, action) from exc
 
     def put_variants(self, source: SourceObject, variants: list[RenderedVariant]) -> list[str]:
-        """Write every variant at its deterministic key; returns the keys written."""
+        """Write every variant at its deterministic key, concurrently; returns the keys in order.
+
+        boto3 clients are thread-safe; overlapping the PUTs hides their latency
+        (the default preset writes ~30 MB for a 12 MP photo).
+        """
         metadata = self._source_metadata(source)
-        keys = []
-        for variant in variants:
-            key = output_key(source.key, variant)
+        keys = [output_key(source.key, variant) for variant in variants]
+
+        def put(key: str, variant: RenderedVariant) -> None:
             self._call(
                 f"PutObject s3://{self.processed_bucket}/{key}",
                 "put_object",
@@ -172,7 +178,12 @@ class S3Storage:
                 CacheControl=CACHE_CONTROL,
                 Metadata=metadata,
             )
-            keys.append(key)
+
+        with ThreadPoolExecutor(
+            max_workers=max(1, min(len(variants), _MAX_CONCURRENT_PUTS)), thread_name_prefix="put"
+        ) as pool:
+            for future in [pool.submit(put, key, variant) for key, variant in zip(keys, variants, strict=True)]:
+                future.result()  # re-raises the first failure, already classified
         return keys
 
     def quarantine(self, source: SourceObject, reason: str, detail: str) -> str:

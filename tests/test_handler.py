@@ -14,6 +14,7 @@ from urllib.parse import unquote
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from moto import mock_aws
 from PIL import Image
@@ -287,3 +288,23 @@ def test_settings_defaults() -> None:
         89_478_485,
         50 * 1024 * 1024,
     )
+
+
+def test_throttled_put_of_a_variant_raises_so_lambda_retries(s3: Any, hostile_dir: Path, monkeypatch) -> None:
+    s3.put_object(Bucket=UPLOADS, Key="photo.jpg", Body=(hostile_dir / "sharp_Landscape_1.jpg").read_bytes())
+    client = boto3.client("s3", region_name="us-east-1")
+    rt = app.Runtime(load_settings(), S3Storage(client, processed_bucket=PROCESSED, quarantine_bucket=QUARANTINE))
+
+    def throttled(**request: Any) -> None:
+        raise ClientError(
+            {
+                "Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."},
+                "ResponseMetadata": {"HTTPStatusCode": 503},
+            },
+            "PutObject",
+        )
+
+    monkeypatch.setattr(client, "put_object", throttled)
+    with pytest.raises(TransientStorageError, match=r"PutObject s3://processed/.*SlowDown"):
+        app.process_record(event_for("photo.jpg")["Records"][0], rt)
+    assert keys(s3, QUARANTINE) == []  # a transient failure is not the upload's fault
