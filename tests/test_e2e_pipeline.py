@@ -126,6 +126,13 @@ def test_key_with_spaces_plus_ampersand_and_non_ascii(
     result = _process(session, hostile_dir / SPACES_PLUS_UNICODE, key)
     assert result.invocation is not None and result.invocation.status == "succeeded", result.summary()
     [record] = result.invocation.event["Records"]
+    assert record["eventSource"] == "aws:s3" and record["eventName"] == "ObjectCreated:Put"
+    assert record["awsRegion"] == session.emulator.region
+    assert record["s3"]["bucket"]["arn"] == f"arn:aws:s3:::{session.upload_bucket}"
+    head = session.s3.head_object(Bucket=session.upload_bucket, Key=key)
+    assert record["s3"]["object"]["versionId"] == head["VersionId"], "versioned bucket: the event names the version"
+    assert record["s3"]["object"]["eTag"] == head["ETag"].strip('"')
+    assert record["s3"]["object"]["size"] == head["ContentLength"]
     encoded = record["s3"]["object"]["key"]
     assert encoded.startswith("odd+names/name+with+spaces%2Bplus+%26+"), "S3 URL-encodes keys, '+' for spaces"
     assert unquote_plus(encoded) == key

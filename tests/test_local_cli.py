@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import boto3
 import pytest
 
 from local.program import PROJECT_DIR
@@ -64,7 +66,28 @@ def test_exit_status_is_non_zero_when_an_upload_is_not_processed(photos: Path, t
     assert "not processed in time" in done.stdout
 
 
-def test_serve_prints_the_endpoint_and_upload_command_and_stops_on_ctrl_c(photos: Path, tmp_path: Path) -> None:
+def _upload_as_instructed(instructions: str, photo: Path) -> None:
+    """Do what the printed `aws s3 cp` command does, with the printed credentials, endpoint and CA bundle."""
+    exports = dict(re.findall(r"export (AWS_[A-Z_]+)=(\S+)", instructions))
+    command = re.search(
+        r"aws --endpoint-url (\S+) --ca-bundle (\S+) s3 cp photo\.jpg s3://([^/\s]+)/photo\.jpg", instructions
+    )
+    assert command is not None and set(exports) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"}
+    endpoint, ca_bundle, bucket = command.groups()
+    s3 = boto3.session.Session().client(
+        "s3",
+        endpoint_url=endpoint,
+        verify=ca_bundle,
+        region_name=exports["AWS_DEFAULT_REGION"],
+        aws_access_key_id=exports["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=exports["AWS_SECRET_ACCESS_KEY"],
+    )
+    s3.upload_file(str(photo), bucket, "photo.jpg")
+
+
+def test_serve_prints_the_upload_command_reports_uploads_and_stops_on_ctrl_c(
+    photos: Path, tmp_path: Path, hostile_dir: Path
+) -> None:
     for name in SMALL_INPUTS[1:]:
         (photos / name).unlink()
     process = subprocess.Popen(
@@ -88,8 +111,12 @@ def test_serve_prints_the_endpoint_and_upload_command_and_stops_on_ctrl_c(photos
         text = "".join(seen)
         assert "Ctrl-C stops the emulator" in text, text
         assert "Emulator running at https://127.0.0.1:" in text
-        assert "aws --endpoint-url https://127.0.0.1:" in text and " s3 cp photo.jpg s3://" in text
-        assert "export AWS_ACCESS_KEY_ID=" in text
+        _upload_as_instructed(text, hostile_dir / "pillow_hopper.bmp")
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line or line.startswith("photo.jpg: "):
+                break
+        assert line.startswith("photo.jpg: 5 variants"), line
         process.send_signal(signal.SIGINT)
         remaining, _ = process.communicate(timeout=60)
     finally:
