@@ -15,7 +15,7 @@ from PIL import Image
 from bench.floor import prepare_floor, run_floor
 from bench.measure import CpuSnapshot, _heaviest_imports, other_processes_cores
 from bench.naive import render_naively
-from bench.suite import TARGETS
+from bench.suite import TARGET_PHOTO, TARGETS, evaluate_targets
 from handler.variants import PRESETS, VariantSpec
 from tests.conftest import PROJECT_DIR
 
@@ -126,3 +126,25 @@ def test_contention_counts_only_other_processes_cpu() -> None:
     after = CpuSnapshot(busy_s=14.0, own_s=4.0, wall_s=102.0)
     assert other_processes_cores(before, after) == 1.0
     assert other_processes_cores(after, after) == 0.0
+
+
+def test_targets_pass_fail_or_missing_by_their_limits() -> None:
+    default = {
+        "photo": TARGET_PHOTO,
+        "preset": "default",
+        "ratios": {"pipeline_vs_naive": 0.25, "bytes_vs_naive": 1.05, "one_thread_vs_floor": 1.10},
+        "peak_rss_mb": {"pipeline": 180.0},
+    }
+    other_photo = {**default, "photo": "other.jpg", "preset": "responsive"}
+    statuses = {
+        target["target"]: target["status"] for target in evaluate_targets([default, other_photo], {"net_ms": 251.0})
+    }
+    assert statuses == {
+        "default: pipeline vs naive time": "PASS",
+        "default: pipeline vs naive bytes": "FAIL",
+        "responsive: pipeline vs naive time": "MISSING",
+        "default: one thread vs codec floor": "PASS",
+        "responsive: one thread vs codec floor": "MISSING",
+        "default: peak RSS": "PASS",
+        "cold import of handler.app": "FAIL",
+    }
