@@ -181,6 +181,19 @@ def test_retries_follow_the_invoke_config_then_the_record_goes_to_the_destinatio
     assert record["responsePayload"]["errorType"] == "ValueError"
 
 
+def test_an_event_older_than_the_maximum_age_is_not_retried(
+    service: LambdaService, emulator: Emulator, role_arn: str, tmp_path: Path
+) -> None:
+    function = _function(tmp_path, role_arn, "app.fail")
+    service.add_function(function)
+    destination = f"arn:aws:sqs:{REGION}:123456789012:allowed-destination"
+    service.set_async_config(function.arn, AsyncConfig(maximum_event_age_s=0, on_failure=destination))
+    invocation = _run(service, function, {"why": "too old"})
+    assert len(invocation.attempts) == 1
+    [message] = _messages(emulator, "allowed-destination")
+    assert json.loads(message["Body"])["requestContext"]["condition"] == "EventAgeExceeded"
+
+
 def test_a_destination_the_role_may_not_send_to_loses_the_record(
     service: LambdaService, emulator: Emulator, role_arn: str, tmp_path: Path
 ) -> None:
