@@ -123,9 +123,13 @@ def _run(service: LambdaService, function: FunctionSpec, event: dict[str, Any] |
 
 
 def _messages(emulator: Emulator, queue: str) -> list[dict[str, Any]]:
+    """Receive and delete what the queue holds, so each test sees only its own messages."""
     sqs = emulator.client("sqs")
     url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
-    return sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]).get("Messages", [])
+    messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+    for message in messages:
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    return messages
 
 
 def test_handler_runs_with_the_role_assumed_through_sts_and_the_function_environment(
