@@ -108,16 +108,17 @@ def test_first_frame_of_an_animation() -> None:
 # --- modes and alpha --------------------------------------------------------------------------
 
 
-def test_alpha_is_flattened_onto_the_background_for_jpeg_and_kept_for_png_webp() -> None:
+def test_alpha_is_flattened_onto_the_background_for_jpeg_and_kept_for_png_webp_avif() -> None:
     image = Image.new("RGBA", (64, 64), (255, 0, 0, 0))  # fully transparent red
     image.paste((0, 0, 255, 255), (0, 0, 32, 64))  # opaque blue left half
     data = encoded(image)
-    jpeg, png, webp = render(
+    jpeg, png, webp, avif = render(
         data,
         [
             VariantSpec("j", "jpeg", quality=95, background="#00ff00"),
             VariantSpec("p", "png"),
             VariantSpec("w", "webp", quality=90),
+            VariantSpec("a", "avif", quality=90),
         ],
     )
     flat = decoded(jpeg)
@@ -125,7 +126,7 @@ def test_alpha_is_flattened_onto_the_background_for_jpeg_and_kept_for_png_webp()
     r, g, b = flat.getpixel((48, 32))
     assert g > 230 and r < 30 and b < 30  # the background, not black, not the hidden red
     assert flat.getpixel((10, 32))[2] > 220
-    for variant in (png, webp):
+    for variant in (png, webp, avif):
         kept = decoded(variant)
         assert kept.mode == "RGBA"
         assert kept.getpixel((48, 32))[3] == 0 and kept.getpixel((10, 32))[3] == 255
