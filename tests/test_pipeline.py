@@ -76,6 +76,21 @@ def test_exif_orientation_is_applied_after_shrinking_and_not_carried() -> None:
         assert decoded(variant).getexif().get(ExifTags.Base.Orientation) is None
 
 
+def test_cover_crops_the_upright_picture_when_the_stored_one_is_rotated() -> None:
+    upright = Image.new("RGB", (200, 400), "white")
+    upright.paste((255, 0, 0), (0, 180, 40, 220))  # left edge, middle height: inside the centred crop
+    upright.paste((0, 0, 255), (0, 0, 200, 100))  # top quarter: cropped away
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6  # viewers turn the stored pixels 90 degrees clockwise
+    stored = upright.transpose(Image.Transpose.ROTATE_90)
+    data = encoded(stored, "JPEG", quality=95, exif=exif.tobytes())
+    out = decoded(only(data, VariantSpec("banner", "png", width=100, height=50, fit="cover"))).convert("RGB")
+    assert out.size == (100, 50)
+    assert out.getpixel((4, 25))[0] > 200 and out.getpixel((4, 25))[1] < 80
+    assert min(out.getpixel((90, 25))) > 200
+    assert all(out.getpixel((x, 1))[0] > 200 for x in range(50, 100, 10))  # no blue: the top was cropped away
+
+
 XMP_ORIENTATION_8 = (
     b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
     b'<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="8"/></rdf:RDF></x:xmpmeta>'
