@@ -241,16 +241,27 @@ def _serve(session: Session, seen: set[str]) -> None:
         time.sleep(POLL_S)
 
 
+OUT_MARKER = ".image-pipeline-out"
+
+
+def _fresh_out_dir(out_dir: Path) -> Path:
+    """Empty `out_dir` for this run, but only if a previous run made it: never wipe a user's folder."""
+    if out_dir.exists() and any(out_dir.iterdir()):
+        if not (out_dir / OUT_MARKER).is_file():
+            raise SystemExit(f"{out_dir} is not empty and was not made by this command; choose another --out")
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / OUT_MARKER).write_text("Variants downloaded by `python -m local run`; replaced on the next run.\n")
+    return out_dir
+
+
 def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
 def run(args: argparse.Namespace) -> int:
     photos = _photos(args.photos)
-    out_dir: Path = args.out
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True)
+    out_dir = _fresh_out_dir(args.out)
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     region = stack_region(args.stack)
     try:

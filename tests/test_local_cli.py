@@ -53,6 +53,18 @@ def test_run_prints_progress_and_a_table_and_downloads_the_variants(photos: Path
     assert "3 of 3 uploads handled (1 quarantined), 0 failed" in done.stdout
 
 
+def test_run_refuses_to_empty_a_folder_it_did_not_make(photos: Path, tmp_path: Path) -> None:
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work")
+    done = subprocess.run(
+        _command(photos, precious), cwd=PROJECT_DIR, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode != 0
+    assert "was not made by this command" in done.stderr
+    assert (precious / "thesis.tex").read_text() == "years of work"
+
+
 def test_exit_status_is_non_zero_when_an_upload_is_not_processed(photos: Path, tmp_path: Path) -> None:
     done = subprocess.run(
         _command(photos, tmp_path / "out", "--timeout", "0"),
