@@ -97,11 +97,11 @@ XMP_ORIENTATION_8 = (
 )
 
 
-@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "TIFF"])
-@pytest.mark.parametrize("carrier", ["exif", "xmp"])
+@pytest.mark.parametrize(
+    ("fmt", "carrier"),
+    [(fmt, "exif") for fmt in ("JPEG", "PNG", "WEBP", "TIFF")] + [(fmt, "xmp") for fmt in ("JPEG", "PNG", "WEBP")],
+)
 def test_orientation_is_read_from_exif_or_xmp_in_every_container(fmt: str, carrier: str) -> None:
-    if carrier == "xmp" and fmt == "TIFF":
-        pytest.skip("Pillow writes no XMP to TIFF")
     exif = Image.Exif()
     exif[ExifTags.Base.Orientation] = 6
     params: dict[str, object] = {"exif": exif.tobytes()} if carrier == "exif" else {"xmp": XMP_ORIENTATION_8}
