@@ -54,6 +54,9 @@ DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 MAX_PIXEL_LIMIT = 2 * DEFAULT_PIXEL_LIMIT
 """Pillow refuses to open larger frames at all (DecompressionBombError), whatever we configure."""
 
+LAMBDA_MB_PER_VCPU = 1769
+"""Lambda grants the equivalent of one vCPU at 1769 MB of memory, proportionally below and above."""
+
 REASONS = ("unsupported_format", "not_an_image", "corrupt", "too_many_pixels", "too_large")
 
 # Intermediates are reused as resampling sources only when at least this much
@@ -98,11 +101,22 @@ class RenderedVariant:
 
 
 def default_workers() -> int:
-    """CPUs this process may run on (Lambda: about one per 1769 MB of memory)."""
+    """Threads worth running: the CPUs we may use, capped in Lambda by the memory-based CPU share.
+
+    Lambda's guest always shows 2 vCPUs but grants about one per 1769 MB of memory
+    (`AWS_LAMBDA_FUNCTION_MEMORY_SIZE`, set by the Lambda runtime); more threads than
+    that only hold more encoder buffers at once.
+    """
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cpus = max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+        cpus = max(1, os.cpu_count() or 1)
+    memory = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+    if memory is None:
+        return cpus
+    if not memory.isdigit() or int(memory) < 1:
+        raise ValueError(f"AWS_LAMBDA_FUNCTION_MEMORY_SIZE must be a positive integer (MB), got {memory!r}")
+    return min(cpus, math.ceil(int(memory) / LAMBDA_MB_PER_VCPU))
 
 
 def _ensure_heif_plugin() -> None:

@@ -8,7 +8,7 @@ import logging
 import pytest
 from PIL import ExifTags, Image, ImageCms, ImageFile, PngImagePlugin
 
-from handler.pipeline import DEFAULT_PIXEL_LIMIT, Rejected, RenderedVariant, encode_variant, render
+from handler.pipeline import DEFAULT_PIXEL_LIMIT, Rejected, RenderedVariant, default_workers, encode_variant, render
 from handler.variants import PRESETS, VariantSpec
 
 
@@ -301,6 +301,24 @@ def test_responsive_sizes_from_shrink_on_load_and_reused_intermediates(photos_di
 def test_hand_built_lossy_spec_without_quality_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match=r"variant 'x': webp needs a quality 1\.\.100, got None"):
         render(encoded(Image.new("RGB", (4, 4))), [VariantSpec("x", "webp")])
+
+
+@pytest.mark.parametrize(("memory", "expected"), [("128", 1), ("1769", 1), ("1770", 2), ("3008", 2), ("10240", 6)])
+def test_default_workers_follow_lambdas_memory_based_cpu_share(
+    monkeypatch: pytest.MonkeyPatch, memory: str, expected: int
+) -> None:
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(8)))
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", memory)
+    assert default_workers() == expected
+
+
+def test_default_workers_outside_lambda_are_the_usable_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2})
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", raising=False)
+    assert default_workers() == 3
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "lots")
+    with pytest.raises(ValueError, match="AWS_LAMBDA_FUNCTION_MEMORY_SIZE must be a positive integer"):
+        default_workers()
 
 
 def test_encode_variant_is_the_codec_step_alone() -> None:
