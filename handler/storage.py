@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError, ReadTimeoutError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from handler.pipeline import RenderedVariant
 
@@ -124,7 +124,7 @@ class S3Storage:
             if str(exc.response.get("Error", {}).get("Code", "")) in _GONE_CODES:
                 return None
             raise classify_error(exc, action) from exc
-        except (BotoCoreError, HTTPClientError) as exc:
+        except BotoCoreError as exc:  # connection errors, timeouts: botocore gave up retrying
             raise classify_error(exc, action) from exc
         size = int(response["ContentLength"])
         body = response["Body"]
@@ -132,7 +132,7 @@ class S3Storage:
         try:
             if size <= max_bytes:
                 data = body.read()
-        except (BotoCoreError, ConnectionError, ReadTimeoutError, OSError) as exc:
+        except (BotoCoreError, OSError) as exc:  # the body streams after the headers: it can still fail
             raise classify_error(exc, f"{action} (reading body)") from exc
         finally:
             body.close()
@@ -155,7 +155,7 @@ class S3Storage:
     def _call(self, action: str, method: str, **request: Any) -> None:
         try:
             getattr(self._s3, method)(**request)
-        except (ClientError, BotoCoreError, HTTPClientError) as exc:
+        except (ClientError, BotoCoreError) as exc:
             raise classify_error(exc, action) from exc
 
     def put_variants(self, source: SourceObject, variants: list[RenderedVariant]) -> list[str]:
