@@ -30,7 +30,6 @@ from local.emulator import Emulator
 from local.lambda_service import Invocation, LambdaService
 from local.program import PROJECT_DIR, ProgramRun
 
-log = logging.getLogger("local")
 DEFAULT_PHOTOS = PROJECT_DIR.parent / "shared" / "testdata" / "photos"
 POLL_S = 0.5
 
@@ -71,7 +70,12 @@ class UploadResult:
             return "not processed in time"
         if self.invocation.status == "failed":
             error = self.invocation.attempts[-1].error or {}
-            where = "sent to the dead-letter queue" if not self.invocation.destination_error else "LOST"
+            if self.invocation.destination_error:
+                where = f"LOST ({self.invocation.destination_error})"
+            elif self.invocation.delivered_to:
+                where = "event sent to " + ", ".join(arn.rsplit(":", 1)[-1] for arn in self.invocation.delivered_to)
+            else:
+                where = "event discarded (no failure destination)"
             return (
                 f"FAILED after {len(self.invocation.attempts)} attempts, {where}: "
                 f"{error.get('errorType')}: {error.get('errorMessage')}"

@@ -115,6 +115,8 @@ class Invocation:
     status: Status = "queued"
     attempts: list[Attempt] = field(default_factory=list)
     result: Any = None
+    delivered_to: list[str] = field(default_factory=list)
+    """ARNs of the destinations / dead-letter queue that received this invocation's record."""
     destination_error: str | None = None
 
     @property
@@ -541,6 +543,7 @@ class LambdaService:
         sqs = self._emulator.client("sqs", self.role_credentials(invocation.function))
         try:
             sqs.send_message(QueueUrl=self._sqs_url(queue_arn), MessageBody=body, **attributes)
+            invocation.delivered_to.append(queue_arn)
         except Exception as exc:  # AWS drops the record and logs; so do we, loudly
             invocation.destination_error = f"{type(exc).__name__}: {exc}"
             log.error("RequestId %s: could not send to %s: %s", invocation.request_id, queue_arn, exc)

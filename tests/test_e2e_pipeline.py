@@ -155,6 +155,7 @@ def test_transient_failures_retry_twice_then_the_event_goes_to_the_dead_letter_q
     assert len(invocation.attempts) == 3, "one attempt and two retries"
     assert fault.hits >= 3, "every attempt must have reached S3 and met the fault"
     assert invocation.destination_error is None
+    assert invocation.delivered_to == [session.run.one("aws:sqs/queue:Queue").state["arn"]]
 
     sqs = session.emulator.client("sqs")
     queue_url = session.run.outputs["dead_letter_queue_url"]
