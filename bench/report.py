@@ -110,9 +110,9 @@ def import_summary(probe: dict[str, Any]) -> str:
         return f"cold import of {probe['module']}: not measured ({probe['error']})"
     heaviest = ", ".join(f"{name} {ms:.0f}" for name, ms in probe["heaviest_imports_ms"])
     return (
-        f"cold import of {probe['module']}: {probe['net_ms']:.0f} ms net "
-        f"({probe['import_ms']:.0f} ms minus {probe['bare_interpreter_ms']:.0f} ms bare interpreter); "
-        f"heaviest imports (cumulative ms): {heaviest}"
+        f"cold import of {probe['module']} in a fresh interpreter, net of a bare one "
+        f"({probe['bare_interpreter_min_ms']:.0f} ms): fastest {probe['net_min_ms']:.0f} ms, "
+        f"median {probe['net_median_ms']:.0f} ms; heaviest imports (cumulative ms): {heaviest}"
     )
 
 

@@ -137,7 +137,7 @@ def test_targets_pass_fail_or_missing_by_their_limits() -> None:
     }
     other_photo = {**default, "photo": "other.jpg", "preset": "responsive"}
     statuses = {
-        target["target"]: target["status"] for target in evaluate_targets([default, other_photo], {"net_ms": 251.0})
+        target["target"]: target["status"] for target in evaluate_targets([default, other_photo], {"net_min_ms": 251.0})
     }
     assert statuses == {
         "default: pipeline vs naive time": "PASS",
