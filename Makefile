@@ -6,13 +6,16 @@ RUNTIME ?= python3.12
 ARCH ?= arm64
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt | sha256sum | cut -c1-12)
 
-.PHONY: run serve test lint bench layer clean
+.PHONY: venv run serve test lint bench layer clean
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	rm -f $(VENV)/.installed-* && touch $@
+
+## venv: just the virtualenv with the pinned requirements (Pulumi.yaml points the CLI at it)
+venv: $(STAMP)
 
 ## run: deploy the real program into the embedded emulator, upload the sample photos, print the results
 run: $(STAMP)
