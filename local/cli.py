@@ -52,10 +52,12 @@ class UploadResult:
     outputs: list[OutputFile] = field(default_factory=list)
     quarantine_reason: str | None = None
     quarantine_detail: str = ""
+    not_uploaded: str | None = None
+    """Why the file was not uploaded (its key would not trigger the function)."""
 
     @property
     def ok(self) -> bool:
-        return (
+        return self.not_uploaded is not None or (
             self.invocation is not None
             and self.invocation.status == "succeeded"
             and (bool(self.outputs) or self.quarantine_reason is not None)
@@ -66,6 +68,8 @@ class UploadResult:
         return self.invocation.attempts[-1].duration_ms if self.invocation and self.invocation.attempts else 0.0
 
     def summary(self) -> str:
+        if self.not_uploaded is not None:
+            return f"not uploaded: {self.not_uploaded}"
         if self.invocation is None or self.invocation.status in ("queued", "running"):
             return "not processed in time"
         if self.invocation.status == "failed":
@@ -123,6 +127,21 @@ class Session:
         self.upload_bucket: str = run.outputs["upload_bucket"]
         self.processed_bucket: str = run.outputs["processed_bucket"]
         self.quarantine_bucket: str = run.outputs["quarantine_location"].removeprefix("s3://").rstrip("/")
+        triggers = [
+            trigger
+            for notification in run.of_type("aws:s3/bucketNotification:BucketNotification")
+            if notification.inputs["bucket"] == self.upload_bucket
+            for trigger in notification.inputs.get("lambdaFunctions") or []
+        ]
+        if len(triggers) != 1:
+            raise RuntimeError(f"expected one Lambda trigger on {self.upload_bucket}, the program declared {triggers}")
+        self.trigger_prefix: str = triggers[0].get("filterPrefix") or ""
+        self.trigger_suffix: str = triggers[0].get("filterSuffix") or ""
+
+    def key_for(self, path: Path) -> str | None:
+        """The upload key for a file (under the trigger's prefix); None if the trigger would ignore it."""
+        key = self.trigger_prefix + path.name
+        return key if key.endswith(self.trigger_suffix) else None
 
     def upload(self, path: Path, key: str) -> UploadResult:
         data = path.read_bytes()
@@ -161,7 +180,10 @@ class Session:
 
     def wait(self, results: list[UploadResult], timeout_s: float, *, on_done: Callable[[UploadResult], None]) -> None:
         """Poll until every upload's invocation has finished (bounded by `timeout_s`)."""
-        pending = list(results)
+        for result in results:
+            if result.not_uploaded is not None:
+                on_done(result)
+        pending = [result for result in results if result.not_uploaded is None]
         deadline = time.monotonic() + timeout_s
         while pending and time.monotonic() < deadline:
             for result in list(pending):
@@ -222,10 +244,11 @@ def _serve_instructions(session: Session) -> None:
     _write(f"  export AWS_ACCESS_KEY_ID={emulator.admin.access_key_id}")
     _write(f"  export AWS_SECRET_ACCESS_KEY={emulator.admin.secret_access_key}")
     _write(f"  export AWS_DEFAULT_REGION={emulator.region}")
-    _write(
-        f"  aws --endpoint-url {emulator.endpoint} --ca-bundle {emulator.ca_bundle} "
-        f"s3 cp photo.jpg s3://{session.upload_bucket}/photo.jpg"
-    )
+    command = session.run.outputs["upload_command"]  # the stack's own export, pointed at the emulator
+    if not command.startswith("aws s3 cp "):
+        raise RuntimeError(f"unexpected upload_command export {command!r}")
+    emulator_options = f"--endpoint-url {emulator.endpoint} --ca-bundle {emulator.ca_bundle}"
+    _write("  " + command.replace("aws ", f"aws {emulator_options} ", 1))
     _write(f"Results are downloaded into {session.out_dir}/. Ctrl-C stops the emulator.")
 
 
@@ -259,6 +282,21 @@ def _fresh_out_dir(out_dir: Path) -> Path:
     return out_dir
 
 
+def _upload(session: Session, path: Path) -> UploadResult:
+    key = session.key_for(path)
+    if key is None:
+        reason = f"the function only runs for keys ending in {session.trigger_suffix!r}"
+        return UploadResult(key=path.name, size=path.stat().st_size, not_uploaded=reason)
+    return session.upload(path, key)
+
+
+def _config_override(text: str) -> tuple[str, str]:
+    key, separator, value = text.partition("=")
+    if not separator or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
 def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
@@ -271,15 +309,18 @@ def run(args: argparse.Namespace) -> int:
     try:
         with Emulator(region) as emulator, LambdaService(emulator, concurrency=args.concurrency) as lambda_service:
             started = time.perf_counter()
-            program_run = deploy(args.stack, emulator, lambda_service)
+            program_run = deploy(args.stack, emulator, lambda_service, config_overrides=dict(args.config))
             custom = [r for r in program_run.resources if r.custom and not r.type.startswith("pulumi:providers:")]
             _write(
                 f"Deployed stack {args.stack!r} into the emulator at {emulator.endpoint}: "
                 f"{len(custom)} resources in {time.perf_counter() - started:.1f} s"
             )
             session = Session(emulator, lambda_service, program_run, out_dir)
-            _write(f"Uploading {len(photos)} files from {args.photos} to s3://{session.upload_bucket}/")
-            results = [session.upload(path, path.name) for path in photos]
+            _write(
+                f"Uploading {len(photos)} files from {args.photos} "
+                f"to s3://{session.upload_bucket}/{session.trigger_prefix}"
+            )
+            results = [_upload(session, path) for path in photos]
             done = 0
 
             def progress(result: UploadResult) -> None:
@@ -317,6 +358,15 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.add_argument("--stack", default="dev", help="stack whose Pulumi.<stack>.yaml to deploy (default dev)")
     run_parser.add_argument(
         "--photos", type=Path, default=DEFAULT_PHOTOS, help=f"folder of files to upload (default {DEFAULT_PHOTOS})"
+    )
+    run_parser.add_argument(
+        "-c",
+        "--config",
+        type=_config_override,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a stack config value, e.g. -c variants=responsive -c uploadSuffix=.jpg",
     )
     run_parser.add_argument("--out", type=Path, default=Path("out"), help="where variants are downloaded (./out)")
     run_parser.add_argument("--serve", action="store_true", help="keep the emulator running for more uploads")

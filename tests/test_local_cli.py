@@ -53,6 +53,21 @@ def test_run_prints_progress_and_a_table_and_downloads_the_variants(photos: Path
     assert "3 of 3 uploads handled (1 quarantined), 0 failed" in done.stdout
 
 
+def test_config_overrides_reach_the_program_and_uploads_follow_the_trigger_filter(photos: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    overrides = ("-c", "uploadPrefix=incoming/", "-c", "uploadSuffix=.jpg", "-c", "variants=responsive")
+    done = subprocess.run(
+        _command(photos, out, *overrides), cwd=PROJECT_DIR, capture_output=True, text=True, timeout=180, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "pillow_hopper.bmp (49,290 bytes): not uploaded: the function only runs for keys ending in '.jpg'" in (
+        done.stdout
+    )
+    assert "incoming/sharp_Landscape_1.jpg" in done.stdout
+    assert (out / "thumb" / "incoming" / "sharp_Landscape_1.jpg").is_file(), "responsive preset, under the prefix"
+    assert not (out / "thumbnail").exists(), "the default preset must not have been deployed"
+
+
 def test_run_refuses_to_empty_a_folder_it_did_not_make(photos: Path, tmp_path: Path) -> None:
     precious = tmp_path / "precious"
     precious.mkdir()
