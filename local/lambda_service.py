@@ -100,8 +100,13 @@ class AsyncConfig:
 
 @dataclass
 class Attempt:
+    """One run of the handler: how long it took (init excluded) and its error, if it failed."""
+
     duration_ms: float
     error: dict[str, Any] | None
+    init_ms: float | None = None
+    """Cold start: how long the runtime took to import the handler before this attempt."""
+    result: Any = None
 
 
 @dataclass
@@ -146,6 +151,7 @@ class Container:
             text=True,
             encoding="utf-8",
         )
+        self.init_ms: float | None = None
         self.log_stream = environment["AWS_LAMBDA_LOG_STREAM_NAME"]
         self.log_stream_created = False
         self._logger = logging.getLogger(f"{__name__}.{function.name}")
@@ -183,9 +189,36 @@ class Container:
     def usable(self) -> bool:
         return self._process.poll() is None and time.monotonic() - self.started_at < CONTAINER_MAX_AGE_S
 
-    def invoke(self, request_id: str, event: dict[str, Any]) -> tuple[bool, Any]:
-        """Run one event; (True, result) or (False, error payload). Kills itself on timeout."""
+    def _await_init(self, timeout_s: int) -> dict[str, Any] | None:
+        """Wait for the runtime's init phase; returns an error payload if it never finished."""
+        try:
+            line = self._replies.get(timeout=timeout_s)
+        except queue.Empty:
+            self.kill()
+            return {"errorType": "Sandbox.Timedout", "errorMessage": f"init timed out after {timeout_s:.2f} seconds"}
+        if line is None:
+            code = self._process.wait(timeout=5)
+            return {"errorType": "Runtime.ExitError", "errorMessage": f"Runtime exited with exit status {code}"}
+        self.init_ms = (time.monotonic() - self.started_at) * 1000
+        return None
+
+    def invoke(self, request_id: str, event: dict[str, Any]) -> Attempt:
+        """Run one event, after the init phase if this is the container's first. Kills itself on timeout."""
         timeout_s = self.function.timeout_s
+        init_ms = None
+        if self.init_ms is None:
+            init_error = self._await_init(timeout_s)
+            if init_error is not None:
+                return Attempt((time.monotonic() - self.started_at) * 1000, init_error)
+            init_ms = self.init_ms
+        started = time.perf_counter()
+        ok, payload = self._run(request_id, event, timeout_s)
+        duration_ms = (time.perf_counter() - started) * 1000
+        if ok:
+            return Attempt(duration_ms, None, init_ms=init_ms, result=payload)
+        return Attempt(duration_ms, payload, init_ms=init_ms)
+
+    def _run(self, request_id: str, event: dict[str, Any], timeout_s: int) -> tuple[bool, Any]:
         message = {
             "requestId": request_id,
             "event": event,
@@ -386,27 +419,20 @@ class LambdaService:
         container = self._container(function)
         log.info("START RequestId: %s Function: %s", invocation.request_id, function.name)
         started_ms = int(time.time() * 1000)
-        started = time.perf_counter()
         try:
-            ok, payload = container.invoke(invocation.request_id, invocation.event)
-            duration_ms = (time.perf_counter() - started) * 1000
-            invocation.attempts.append(Attempt(duration_ms, None if ok else payload))
-            log.info("REPORT RequestId: %s Duration: %.2f ms", invocation.request_id, duration_ms)
-            self._write_log(
-                container,
-                invocation.request_id,
-                started_ms=started_ms,
-                duration_ms=duration_ms,
-                error=None if ok else payload,
-            )
+            attempt = container.invoke(invocation.request_id, invocation.event)
+            invocation.attempts.append(attempt)
+            log.info("REPORT RequestId: %s Duration: %.2f ms", invocation.request_id, attempt.duration_ms)
+            self._write_log(container, invocation.request_id, started_ms=started_ms, attempt=attempt)
         finally:
             self._release(container)
-        if ok:
-            invocation.result = payload
+        if attempt.error is None:
+            invocation.result = attempt.result
             if config.on_success:
-                self._send_record(invocation, config.on_success, "Success", payload)
+                self._send_record(invocation, config.on_success, "Success", attempt.result)
             self._finish(invocation, "succeeded")
             return
+        payload = attempt.error
         log.warning(
             "RequestId %s failed: %s: %s", invocation.request_id, payload.get("errorType"), payload.get("errorMessage")
         )
@@ -487,9 +513,7 @@ class LambdaService:
         }
 
     # logs ------------------------------------------------------------------------------------
-    def _write_log(
-        self, container: Container, request_id: str, *, started_ms: int, duration_ms: float, error: Any
-    ) -> None:
+    def _write_log(self, container: Container, request_id: str, *, started_ms: int, attempt: Attempt) -> None:
         """Put the invocation's log into the function's log group, framed as Lambda frames it.
 
         Written as the administrator: moto checks CloudWatch Logs permissions against "*", so
@@ -497,17 +521,18 @@ class LambdaService:
         """
         function = container.function
         lines = [(ts, line) for ts, line in container.drain_log() if line.strip()]
-        if error is not None:
-            lines.append((int(time.time() * 1000), json.dumps(error)))
+        if attempt.error is not None:
+            lines.append((int(time.time() * 1000), json.dumps(attempt.error)))
         ended_ms = max([started_ms, *(ts for ts, _ in lines)])
+        init = f"\tInit Duration: {attempt.init_ms:.2f} ms" if attempt.init_ms is not None else ""
         events = [
             (started_ms, f"START RequestId: {request_id} Version: $LATEST"),
             *lines,
             (ended_ms, f"END RequestId: {request_id}"),
             (
                 ended_ms,
-                f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\t"
-                f"Billed Duration: {math.ceil(duration_ms)} ms\tMemory Size: {function.memory_mb} MB",
+                f"REPORT RequestId: {request_id}\tDuration: {attempt.duration_ms:.2f} ms\t"
+                f"Billed Duration: {math.ceil(attempt.duration_ms)} ms\tMemory Size: {function.memory_mb} MB{init}",
             ),
         ]
         logs = self._logs_client()

@@ -67,6 +67,9 @@ def serve(protocol: TextIO) -> None:
     except Exception as exc:  # reported per invocation, as Lambda reports Runtime.ImportModuleError
         init_error = _error(exc, "Runtime.ImportModuleError")
         traceback.print_exc()
+    # The init phase is over: the service times it separately, as Lambda reports Init Duration.
+    protocol.write(json.dumps({"ready": True}) + "\n")
+    protocol.flush()
     for line in sys.stdin:
         invocation = json.loads(line)
         if init_error is not None:

@@ -149,6 +149,8 @@ def test_a_warm_container_is_reused(service: LambdaService, role_arn: str, tmp_p
     function = _function(tmp_path, role_arn, "app.count")
     first, second = _run(service, function), _run(service, function)
     assert (first.result, second.result) == (1, 2)
+    assert first.attempts[0].init_ms is not None, "a cold start reports its init phase"
+    assert second.attempts[0].init_ms is None, "a warm container has no init phase"
 
 
 def test_a_timeout_kills_the_container_and_is_retried(service: LambdaService, role_arn: str, tmp_path: Path) -> None:
