@@ -68,26 +68,31 @@ def bytes_table(cases: Sequence[dict[str, Any]]) -> str:
         "photo",
         "preset",
         "variant",
-        "pipeline WxH",
-        "naive WxH",
+        "WxH",
         "pipeline bytes",
         "naive bytes",
         "bytes/naive",
+        "PSNR dB",
+        "naive PSNR dB",
     ]
     rows = []
     for case in cases:
         for variant in case["variants"]:
             naive, rendered = variant["naive"], variant["pipeline"]
+            size = f"{rendered['width']}x{rendered['height']}"
+            if (naive["width"], naive["height"]) != (rendered["width"], rendered["height"]):
+                size += f" (naive {naive['width']}x{naive['height']})"
             rows.append(
                 [
                     case["photo"],
                     case["preset"],
                     variant["name"],
-                    "-" if rendered is None else f"{rendered['width']}x{rendered['height']}",
-                    f"{naive['width']}x{naive['height']}",
-                    "-" if rendered is None else str(rendered["bytes"]),
+                    size,
+                    str(rendered["bytes"]),
                     str(naive["bytes"]),
-                    "-" if rendered is None else f"{rendered['bytes'] / naive['bytes']:.3f}",
+                    f"{rendered['bytes'] / naive['bytes']:.3f}",
+                    _cell(variant["psnr_db"]["pipeline"]),
+                    _cell(variant["psnr_db"]["naive"]),
                 ]
             )
         rows.append(
@@ -96,10 +101,11 @@ def bytes_table(cases: Sequence[dict[str, Any]]) -> str:
                 case["preset"],
                 "(total)",
                 "",
-                "",
-                _cell(case["bytes"]["pipeline"]),
+                str(case["bytes"]["pipeline"]),
                 str(case["bytes"]["naive"]),
-                _cell(case["ratios"]["bytes_vs_naive"], 3),
+                f"{case['ratios']['bytes_vs_naive']:.3f}",
+                "",
+                "",
             ]
         )
     return format_table(headers, rows, text_columns=3)

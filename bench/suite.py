@@ -22,6 +22,7 @@ from handler.variants import PRESETS
 from .floor import prepare_floor, run_floor
 from .measure import PROJECT_DIR, import_time, median_ms, peak_rss_mb, run_interleaved
 from .naive import render_naively
+from .quality import psnr_db, reference_frame, reference_variant
 
 log = logging.getLogger(__name__)
 
@@ -75,15 +76,21 @@ def measure_case(photo: Path, preset: str, *, runs: int, warmups: int) -> dict[s
     ms = {name: round(median_ms(times.wall), 1) for name, times in samples.items()}
     cpu_ms = {name: round(median_ms(times.cpu), 1) for name, times in samples.items()}
 
+    frame = reference_frame(data)
     variants = []
     for spec, naive in zip(specs, naive_outputs, strict=True):
         rendered = pipeline_outputs[spec.name]
+        reference = reference_variant(frame, spec, (rendered.width, rendered.height))
         variants.append(
             {
                 "name": spec.name,
                 "format": spec.format,
                 "naive": {"width": naive.width, "height": naive.height, "bytes": len(naive.data)},
                 "pipeline": {"width": rendered.width, "height": rendered.height, "bytes": len(rendered.data)},
+                "psnr_db": {
+                    "pipeline": psnr_db(rendered.data, reference, spec),
+                    "naive": psnr_db(naive.data, reference, spec),
+                },
             }
         )
     naive_bytes = sum(variant["naive"]["bytes"] for variant in variants)

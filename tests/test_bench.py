@@ -15,6 +15,7 @@ from PIL import Image
 from bench.floor import prepare_floor, run_floor
 from bench.measure import CpuSnapshot, _heaviest_imports, other_processes_cores
 from bench.naive import render_naively
+from bench.quality import IDENTICAL_DB, psnr_db, reference_frame, reference_variant
 from bench.suite import TARGET_PHOTO, TARGETS, evaluate_targets
 from handler.variants import PRESETS, VariantSpec
 from tests.conftest import PROJECT_DIR
@@ -72,6 +73,8 @@ def test_naive_and_pipeline_render_the_same_variants(quick_result: dict[str, Any
             naive, rendered = variant["naive"], variant["pipeline"]
             assert (rendered["width"], rendered["height"]) == (naive["width"], naive["height"]), variant
             assert rendered["bytes"] > 0
+            # Same picture as the careful reference rendering: wrong orientation or colours fall far below.
+            assert variant["psnr_db"]["pipeline"] >= 25.0, variant
         assert case["bytes"]["pipeline"] == sum(variant["pipeline"]["bytes"] for variant in case["variants"])
 
 
@@ -148,3 +151,16 @@ def test_targets_pass_fail_or_missing_by_their_limits() -> None:
         "default: peak RSS": "PASS",
         "cold import of handler.app": "FAIL",
     }
+
+
+def test_psnr_against_the_reference_tells_identical_close_and_wrong_apart() -> None:
+    gradient = Image.linear_gradient("L").resize((128, 96)).convert("RGB")
+    spec = VariantSpec("box", "png", width=64, height=64)
+    reference = reference_variant(reference_frame(_encoded(gradient, "PNG")), spec, (64, 48))
+    same = _encoded(reference, "PNG")
+    lossy = _encoded(reference, "JPEG", quality=90)
+    upside_down = _encoded(reference.rotate(180), "PNG")
+    assert psnr_db(same, reference, spec) == IDENTICAL_DB
+    assert 35.0 < psnr_db(lossy, reference, spec) < IDENTICAL_DB
+    assert psnr_db(upside_down, reference, spec) < 15.0
+    assert psnr_db(_encoded(gradient, "PNG"), reference, spec) is None
