@@ -111,7 +111,6 @@ class EmulatorDeployer(pulumi.runtime.Mocks):
                 {"region", "defaultTags", "version", "skipCredentialsValidation", "skipRegionValidation"},
                 self._aws_provider,
             ),
-            "pulumi:providers:random": ({"version"}, self._plain_provider),
             "random:index/randomId:RandomId": ({"byteLength", "prefix", "keepers"}, self._random_id),
             "aws:s3/bucket:Bucket": ({"bucket", "bucketPrefix", "forceDestroy", "tags"}, self._bucket),
             "aws:s3/bucketVersioning:BucketVersioning": ({"bucket", "versioningConfiguration"}, self._versioning),
@@ -247,9 +246,6 @@ class EmulatorDeployer(pulumi.runtime.Mocks):
         resource_id = f"{name}-{secrets.token_hex(4)}"
         self._providers[resource_id] = inputs
         return resource_id, {}
-
-    def _plain_provider(self, name: str, inputs: dict[str, Any], provider: dict[str, str]) -> ResourceResult:
-        return f"{name}-{secrets.token_hex(4)}", {}
 
     def _random_id(self, name: str, inputs: dict[str, Any], provider: dict[str, str]) -> ResourceResult:
         raw = os.urandom(int(inputs["byteLength"]))
