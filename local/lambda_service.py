@@ -290,6 +290,7 @@ class LambdaService:
         self._sequence = itertools.count()
         self._invocations: list[Invocation] = []
         self._idle: dict[str, list[Container]] = {}
+        self._running: set[Container] = set()
         self._condition = threading.Condition()
         self._stopping = False
         self._workers: list[threading.Thread] = []
@@ -328,9 +329,13 @@ class LambdaService:
             self._workers.append(worker)
 
     def stop(self) -> None:
+        """Stop at once: running invocations are cut short (their containers killed), as on shutdown."""
         with self._condition:
             self._stopping = True
             self._condition.notify_all()
+            running = list(self._running)
+        for container in running:
+            container.kill()
         for worker in self._workers:
             worker.join(timeout=30)
         self._workers.clear()
@@ -472,12 +477,17 @@ class LambdaService:
             while idle:
                 container = idle.pop()
                 if container.usable:
+                    self._running.add(container)
                     return container
                 container.close()
-        return Container(function, self._environment(function), self._python)
+        container = Container(function, self._environment(function), self._python)
+        with self._condition:
+            self._running.add(container)
+        return container
 
     def _release(self, container: Container) -> None:
         with self._condition:
+            self._running.discard(container)
             if container.usable and not self._stopping:
                 self._idle.setdefault(container.function.arn, []).append(container)
                 return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -223,6 +224,23 @@ def test_reserved_concurrency_caps_the_functions_parallel_invocations(
         assert service.wait_idle(60)
     first, second = sorted(tuple(i.result) for i in invocations)
     assert second[0] >= first[1], "with reserved concurrency 1 the second event waits for the first"
+
+
+def test_stopping_the_service_cuts_a_running_invocation_short(
+    emulator: Emulator, role_arn: str, tmp_path: Path
+) -> None:
+    function = _function(tmp_path, role_arn, "app.sleepy", timeout_s=60)
+    service = LambdaService(emulator, concurrency=1)
+    service.start()
+    service.add_function(function)
+    invocation = service.invoke_async(function.arn, {})
+    deadline = time.monotonic() + 30
+    while invocation.status != "running" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # let the handler start its 30 s sleep
+    started = time.monotonic()
+    service.stop()
+    assert time.monotonic() - started < 10, "stop must not wait for the handler to finish"
 
 
 def test_reserved_environment_variables_are_refused(service: LambdaService, role_arn: str, tmp_path: Path) -> None:
