@@ -55,8 +55,8 @@ def timing_table(cases: Sequence[dict[str, Any]]) -> str:
             _cell(case["ratios"]["pipeline_vs_naive"], 3),
             _cell(case["ratios"]["one_thread_vs_floor"], 3),
             _cell(case["ratios"]["bytes_vs_naive"], 3),
-            _cell(case.get("peak_rss_mb", {}).get("pipeline"), 0),
-            _cell(case.get("peak_rss_mb", {}).get("naive"), 0),
+            _cell(case["peak_rss_mb"]["pipeline"], 0),
+            _cell(case["peak_rss_mb"]["naive"], 0),
         ]
         for case in cases
     ]
