@@ -12,6 +12,7 @@ import argparse
 import io
 import logging
 import mimetypes
+import os
 import posixpath
 import shutil
 import signal
@@ -383,4 +384,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    return run(args)
+    try:
+        return run(args)
+    except BrokenPipeError:  # e.g. piped into `head`: the emulator is already stopped, just go quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1

@@ -165,6 +165,30 @@ def test_deployer_refuses_a_notification_s3_could_not_validate(deployed: Deploye
         deployer.new_resource(_args("aws:s3/bucketNotification:BucketNotification", "n", inputs))
 
 
+def test_bucket_policies_are_enforced_and_the_tls_only_deny_lets_tls_through(deployed: Deployed) -> None:
+    admin = deployed.emulator.client("s3")
+    admin.put_object(Bucket=deployed.upload, Key="policy/tls.txt", Body=b"t")
+    assert admin.get_object(Bucket=deployed.upload, Key="policy/tls.txt")["Body"].read() == b"t"
+    deny_reads = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:GetObject",
+                "Resource": "arn:aws:s3:::unrelated-emulator-bucket/secret.txt",
+            }
+        ],
+    }
+    admin.put_bucket_policy(Bucket="unrelated-emulator-bucket", Policy=json.dumps(deny_reads))
+    try:
+        with pytest.raises(botocore.exceptions.ClientError) as raised:
+            admin.get_object(Bucket="unrelated-emulator-bucket", Key="secret.txt")
+        assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403, "even the administrator"
+    finally:
+        admin.delete_bucket_policy(Bucket="unrelated-emulator-bucket")
+
+
 def test_bucket_policy_conditions_resolve_for_tls_and_refuse_the_rest() -> None:
     deny_plain_http = {
         "Statement": [{"Effect": "Deny", "Action": "s3:*", "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]
