@@ -35,7 +35,7 @@ from botocore.config import Config
 from moto import settings as moto_settings
 from moto.core.authorization import ActionAuthenticatorMixin
 from moto.core.utils import iso_8601_datetime_with_milliseconds
-from moto.iam.access_control import IAMPolicy, IAMRequestBase, PermissionResult
+from moto.iam.access_control import IAMPolicy, IAMPolicyStatement, IAMRequestBase, PermissionResult
 from moto.moto_api._internal.models import moto_api_backend
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from moto.s3 import notifications as s3_notifications
@@ -128,6 +128,18 @@ def _send_event_as_s3_does(account_id: str, event_name: str, bucket: FakeBucket,
     if is_put and getattr(key, "multipart", None) is not None:
         return
     _original_send_event(account_id, event_name, bucket, key)
+
+
+_original_check_principal = IAMPolicyStatement._check_principal
+
+
+def _check_principal_of_any_kind(self: IAMPolicyStatement, principal: str) -> bool:
+    """moto compares a caller only with `Principal.AWS` and crashes (HTTP 500) on a trust policy that
+    names just a service; a user or role is never a service principal, so that is a plain mismatch."""
+    expected = self._statement.get("Principal")
+    if isinstance(expected, dict) and "AWS" not in expected:
+        return False
+    return _original_check_principal(self, principal)
 
 
 _original_create_aws_request = IAMRequestBase._create_aws_request
@@ -226,6 +238,7 @@ class Emulator:
         self._patch(s3_notifications, "_invoke_awslambda", self._deliver_to_lambda)
         self._patch(FakeBucket, "get_permission", _bucket_permission_over_tls)
         self._patch(IAMRequestBase, "_create_aws_request", _create_aws_request_without_phantom_body)
+        self._patch(IAMPolicyStatement, "_check_principal", _check_principal_of_any_kind)
         werkzeug_log = logging.getLogger("werkzeug")  # one INFO line per request otherwise
         previous_level = werkzeug_log.level
         werkzeug_log.setLevel(max(previous_level, logging.WARNING))

@@ -139,6 +139,13 @@ def test_role_cannot_manage_iam_or_other_queues(deployed: Deployed) -> None:
     assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
 
 
+def test_only_lambda_may_assume_the_function_role(deployed: Deployed) -> None:
+    role_arn = deployed.run.one("aws:iam/role:Role").state["arn"]
+    with pytest.raises(botocore.exceptions.ClientError) as raised:
+        deployed.emulator.client("sts").assume_role(RoleArn=role_arn, RoleSessionName="not-lambda")
+    assert raised.value.response["Error"]["Code"] == "AccessDenied", "the trust policy names only lambda.amazonaws.com"
+
+
 def _args(type_token: str, name: str, inputs: dict[str, Any]) -> pulumi.runtime.MockResourceArgs:
     return pulumi.runtime.MockResourceArgs(
         typ=type_token, name=name, inputs=inputs, provider="", resource_id="", custom=True
