@@ -31,6 +31,7 @@ from urllib.parse import quote_plus
 
 import boto3
 import botocore.session
+import moto
 from botocore.config import Config
 from moto import settings as moto_settings
 from moto.core.authorization import ActionAuthenticatorMixin
@@ -50,6 +51,8 @@ from local.tls import LOOPBACK, write_loopback_certificate
 log = logging.getLogger(__name__)
 
 ACCOUNT_ID = "123456789012"  # moto's default account
+# The patches below replace moto internals read from this release; another one needs a fresh look.
+MOTO_VERSION = "5.2.5"
 ADMIN_USER = "emulator-admin"
 LambdaSink = Callable[[str, dict[str, Any]], None]
 """Receives (function ARN, S3 event) for each S3 -> Lambda notification."""
@@ -232,6 +235,11 @@ class Emulator:
             raise
 
     def _start(self) -> None:
+        if moto.__version__ != MOTO_VERSION:
+            raise RuntimeError(
+                f"the emulator patches moto {MOTO_VERSION} internals but moto {moto.__version__} is installed; "
+                "re-check the patches in local/emulator.py, then update MOTO_VERSION"
+            )
         moto_api_backend.reset()
         self._patch(s3_notifications, "send_event", _send_event_as_s3_does)
         self._patch(s3_notifications, "_get_s3_event", s3_event)
