@@ -71,12 +71,16 @@ def main(argv: list[str] | None = None) -> int:
     cases = []
     for photo in photos:
         for preset in presets:
+            case_before = cpu_snapshot()
             case = measure_case(photo, preset, runs=runs, warmups=warmups)
+            case["other_processes_cores"] = round(other_processes_cores(case_before, cpu_snapshot()), 2)
             log.info("measuring peak RSS of %s / %s in fresh interpreters", photo.name, preset)
             measure_memory(case, photo)
             cases.append(case)
     log.info("measuring the cold import of the handler")
+    import_before = cpu_snapshot()
     import_probe = measure_import(import_repeats)
+    import_probe["other_processes_cores"] = round(other_processes_cores(import_before, cpu_snapshot()), 2)
     contention = other_processes_cores(cpu_before, cpu_snapshot())
     result = {
         "environment": {**environment(), "other_processes_cores": round(contention, 2)},

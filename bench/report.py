@@ -43,6 +43,7 @@ def timing_table(cases: Sequence[dict[str, Any]]) -> str:
         "bytes/naive",
         "peak RSS MB",
         "naive RSS MB",
+        "others' cores",
     ]
     rows = [
         [
@@ -57,6 +58,7 @@ def timing_table(cases: Sequence[dict[str, Any]]) -> str:
             _cell(case["ratios"]["bytes_vs_naive"], 3),
             _cell(case["peak_rss_mb"]["pipeline"], 0),
             _cell(case["peak_rss_mb"]["naive"], 0),
+            _cell(case["other_processes_cores"], 2),
         ]
         for case in cases
     ]
@@ -118,7 +120,8 @@ def import_summary(probe: dict[str, Any]) -> str:
     return (
         f"cold import of {probe['module']} in a fresh interpreter, net of a bare one "
         f"({probe['bare_interpreter_min_ms']:.0f} ms): fastest {probe['net_min_ms']:.0f} ms, "
-        f"median {probe['net_median_ms']:.0f} ms; heaviest imports (cumulative ms): {heaviest}"
+        f"median {probe['net_median_ms']:.0f} ms, while other processes kept {probe['other_processes_cores']:.2f} "
+        f"cores busy; heaviest imports (cumulative ms): {heaviest}"
     )
 
 
@@ -145,7 +148,10 @@ def render_report(result: dict[str, Any]) -> str:
         f"other processes kept {env['other_processes_cores']:.2f} cores busy meanwhile"
     )
     if env["other_processes_cores"] > BUSY_CORES:
-        header += "\nWARNING: the machine was not quiet: thread speed-ups, and so pipeline ratios, are understated"
+        header += (
+            "\nWARNING: the machine was not quiet (see the others' cores column): thread speed-ups, and so "
+            "pipeline ratios, are understated, and single-threaded times (the import) inflated"
+        )
     sections = [
         header,
         timing_table(result["cases"]),

@@ -59,6 +59,7 @@ def test_quick_run_measures_positive_times_bytes_and_memory(quick_result: dict[s
         assert all(ratio > 0 for ratio in case["ratios"].values()), case["ratios"]
         for implementation in ("pipeline", "naive"):
             assert case["peak_rss_mb"][implementation] >= case["idle_rss_mb"][implementation] > 0
+        assert case["other_processes_cores"] >= 0
 
 
 def test_quick_run_reports_every_target(quick_result: dict[str, Any]) -> None:
