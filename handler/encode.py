@@ -1,18 +1,22 @@
 """Encoders: the codec settings every variant is written with, chosen by measurement.
 
-Measured with `python -m bench` and per-encoder CPU time on the 12 MP elephants
-photo (2 cores, Pillow 13 with zlib-ng and libjpeg-turbo); "naive" is Pillow's
-defaults as a tutorial uses them:
+Measured with `python -m bench` and per-encoder CPU time on every photo of
+../shared/testdata/photos (2 cores, Pillow 13 with zlib-ng and libjpeg-turbo), not
+on one photo only: a setting's size cost differs a lot between photos. "naive" is
+Pillow's defaults as a tutorial uses them:
 
-* PNG `compress_level=1`: 0.8 s instead of 2.7 s at level 6 and 3% *smaller*
-  (zlib-ng's level 1). Z_RLE would save another 11% of time but costs 10% bytes.
-* WebP `method=0`: 0.41 s instead of 1.23 s at method 4 (0.64 s at method 2),
-  for +5% bytes on that variant (+3% against method 2).
+* PNG `compress_level=1`: 0.8 s instead of 2.8 s at level 6 on the 12 MP photo,
+  3% *smaller* there (zlib-ng's level 1) but +1% to +21% on the other photos
+  (the RGBA one most). Level 3 saves a few % more bytes for 1.4x the time.
+* WebP `method=2`: 0.59 s instead of 1.18 s at method 4 on the 12 MP photo, for
+  +1% to +4% bytes across the photos (full size and 1200 px). Method 0 is faster
+  still (0.39 s) but costs +5% on one photo and +30% to +54% on the others.
 * JPEG baseline, no `optimize`: Huffman optimisation saves only ~1% bytes but
   doubles the encode time; progressive saves 8% but costs 4x the time.
 * AVIF `speed=8`: libavif's fast presets; AVIF is opt-in, not in any preset.
 
-With these, the `default` preset's total output is ~0.98x the naive bytes.
+With these, the `default` preset's total output is ~0.98x the naive bytes on the
+12 MP photo and up to ~1.14x on the others (PNG and WebP account for all of it).
 Every output is stripped of metadata: no EXIF (so no GPS position and no
 orientation tag), no XMP, no ICC profile (pixels are already sRGB).
 """
@@ -27,7 +31,7 @@ from PIL import Image
 from handler.variants import VariantSpec
 
 PNG_COMPRESS_LEVEL = 1
-WEBP_METHOD = 0
+WEBP_METHOD = 2
 JPEG_OPTIMIZE = False
 AVIF_SPEED = 8
 
