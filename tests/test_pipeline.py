@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
+import math
 
 import pytest
-from PIL import ExifTags, Image, ImageCms, ImageFile, PngImagePlugin
+from PIL import ExifTags, Image, ImageChops, ImageCms, ImageFile, ImageOps, ImageStat, PngImagePlugin
 
 from handler.pipeline import DEFAULT_PIXEL_LIMIT, Rejected, RenderedVariant, default_workers, encode_variant, render
 from handler.variants import PRESETS, VariantSpec
@@ -296,6 +298,33 @@ def test_responsive_sizes_from_shrink_on_load_and_reused_intermediates(photos_di
     expected = {"thumb": (150, 150), "medium": (450, 600), "large": (900, 1200), "webp-1200": (900, 1200)}
     assert {name: decoded(v).size for name, v in variants.items()} == expected
     assert {name: (v.width, v.height) for name, v in variants.items()} == expected
+
+
+def _psnr(image: Image.Image, reference: Image.Image) -> float:
+    squares = ImageStat.Stat(ImageChops.difference(image.convert("RGB"), reference.convert("RGB"))).sum2
+    mse = sum(squares) / (3 * image.width * image.height)
+    return math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
+
+
+@pytest.mark.parametrize(
+    "photo", ["elephants_12mp_4032x3024.jpg", "saw_6mp_2725x2225.jpg", "eveningglow_4mp_2560x1600.jpg"]
+)
+def test_shrink_on_load_and_reuse_never_soften_resized_variants(photo: str, photos_dir) -> None:
+    """Speed must not cost quality: each resized variant matches a full-decode Lanczos resize.
+
+    Lossless PNG isolates resampling from the codec. A DCT-scaled decode with too little margin
+    (e.g. 1363 px for a 1200 px variant) or a box-filter 2x step scores 36-37 dB here.
+    """
+    data = (photos_dir / photo).read_bytes()
+    full = ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB")
+    specs = [dataclasses.replace(spec, format="png", quality=None) for spec in PRESETS["responsive"]]
+    for variant, spec in zip(render(data, specs), specs, strict=True):
+        assert spec.box is not None
+        if spec.fit == "cover":
+            reference = ImageOps.fit(full, spec.box, Image.Resampling.LANCZOS)
+        else:
+            reference = ImageOps.contain(full, spec.box, Image.Resampling.LANCZOS)
+        assert _psnr(decoded(variant), reference) >= 44.0, f"{photo} {variant.name} is softer than a Lanczos resize"
 
 
 def test_hand_built_lossy_spec_without_quality_is_refused_by_name() -> None:
