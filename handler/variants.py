@@ -73,8 +73,8 @@ class VariantSpec:
 
 
 # Codec settings are not per variant: every variant is encoded with handler/encode.py's measured
-# choices (PNG compress_level 1, WebP method 2, baseline JPEG, AVIF speed 8). Size cost against
-# Pillow's defaults across the shared photos: PNG -3% to +21%, WebP +1% to +4%, JPEG the same.
+# choices (PNG compress_level 1, WebP method 2, optimized baseline JPEG, AVIF speed 8). Size cost against
+# Pillow's defaults across the shared photos: PNG -3% to +21%, WebP +1% to +4%, JPEG -1% to -15%.
 PRESETS: dict[str, tuple[VariantSpec, ...]] = {
     # The original tutorial set: full-size renditions in each codec plus a small thumbnail.
     "default": (
