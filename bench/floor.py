@@ -1,6 +1,6 @@
 """The codec floor: the least work any renderer of these variants must do, on one thread.
 
-Decode the upload once (shrunk on load when every output is smaller, as libjpeg allows), then
+Decode the upload once, shrunk on load exactly as the pipeline decides (`shrink_on_load_size`), then
 encode each variant from an image that is already oriented, converted and sized, with the
 pipeline's own `encode_variant`. Orientation, colour management and resizing are left out, so
 the pipeline's one-thread time over this floor is its overhead.
@@ -9,20 +9,17 @@ the pipeline's one-thread time over this floor is its overhead.
 from __future__ import annotations
 
 import io
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from PIL import Image, ImageOps
-from PIL.ExifTags import Base
 
+from handler.pipeline import shrink_on_load_size
 from handler.variants import VariantSpec
 
 from .naive import ALPHA_FORMATS
 
 Encoder = Callable[[Image.Image, VariantSpec], bytes]
-# EXIF orientations 5..8 swap width and height.
-_TRANSPOSED_ORIENTATIONS = frozenset({5, 6, 7, 8})
 
 
 @dataclass(frozen=True)
@@ -34,25 +31,6 @@ class FloorCase:
     """Size to ask the decoder for (source orientation), None when a full decode is needed."""
     sized: tuple[tuple[VariantSpec, Image.Image], ...]
     """Each variant's spec with its final pixels, ready to encode."""
-
-
-def _scale_needed(source: tuple[int, int], spec: VariantSpec) -> float:
-    """Linear scale of the source that still covers this variant's output pixels."""
-    if spec.box is None:
-        return 1.0
-    ratios = (spec.box[0] / source[0], spec.box[1] / source[1])
-    scale = max(ratios) if spec.fit == "cover" else min(ratios)
-    return min(scale, 1.0)
-
-
-def _draft_size(image: Image.Image, specs: Sequence[VariantSpec]) -> tuple[int, int] | None:
-    oriented = image.size
-    if image.getexif().get(Base.Orientation, 1) in _TRANSPOSED_ORIENTATIONS:
-        oriented = (image.height, image.width)
-    scale = max(_scale_needed(oriented, spec) for spec in specs)
-    if scale >= 1.0:
-        return None
-    return (math.ceil(image.width * scale), math.ceil(image.height * scale))
 
 
 def _final_pixels(image: Image.Image, spec: VariantSpec, size: tuple[int, int]) -> Image.Image:
@@ -69,7 +47,7 @@ def _final_pixels(image: Image.Image, spec: VariantSpec, size: tuple[int, int]) 
 def prepare_floor(data: bytes, specs: Sequence[VariantSpec], sizes: Sequence[tuple[int, int]]) -> FloorCase:
     """Pre-size every variant to `sizes` (the pipeline's output dimensions), untimed."""
     with Image.open(io.BytesIO(data)) as source:
-        draft_size = _draft_size(source, specs)
+        draft_size = shrink_on_load_size(source, specs)
         oriented = ImageOps.exif_transpose(source)
     sized = tuple((spec, _final_pixels(oriented, spec, size)) for spec, size in zip(specs, sizes, strict=True))
     return FloorCase(data, draft_size, sized)

@@ -171,16 +171,26 @@ def _open(data: bytes, pixel_limit: int) -> Image.Image:
     return image
 
 
-def _shrink_on_load(image: Image.Image, plans: Sequence[Plan]) -> None:
-    """Ask the JPEG decoder for the smallest DCT scale that keeps headroom over every variant."""
-    width, height = image.size
+def _draft_size(size: tuple[int, int], plans: Sequence[Plan]) -> tuple[int, int] | None:
+    """The decode size to ask a JPEG decoder for, keeping headroom over every variant; None: full size."""
+    width, height = size
     needed = 0.0
     for plan in plans:
         left, top, right, bottom = plan.crop or (0, 0, width, height)
         needed = max(needed, plan.stored_size[0] / (right - left), plan.stored_size[1] / (bottom - top))
     needed *= _DRAFT_HEADROOM
-    if needed <= 0.5:
-        image.draft(None, (math.ceil(width * needed), math.ceil(height * needed)))
+    if needed > 0.5:
+        return None
+    return (math.ceil(width * needed), math.ceil(height * needed))
+
+
+def shrink_on_load_size(image: Image.Image, specs: Sequence[VariantSpec]) -> tuple[int, int] | None:
+    """What `render` asks the JPEG decoder for (`draft`) for these specs; None for a full decode.
+
+    Public so the benchmark's codec floor decodes exactly as much as the pipeline does.
+    """
+    orientation = read_orientation(image)
+    return _draft_size(image.size, [plan_variant(image.size, spec, orientation) for spec in specs])
 
 
 def _decode(image: Image.Image) -> None:
@@ -302,7 +312,9 @@ def render(
         # EXIF sits in the header: plan with it, then let the decoder shrink on load.
         orientation = read_orientation(image)
         plans = [plan_variant(original_size, spec, orientation) for spec in specs]
-        _shrink_on_load(image, plans)
+        draft_size = _draft_size(original_size, plans)
+        if draft_size is not None:
+            image.draft(None, draft_size)
         _decode(image)
     else:
         # Other containers may carry EXIF after the pixels (PNG eXIf): decode first.

@@ -17,6 +17,7 @@ from bench.measure import CpuSnapshot, _heaviest_imports, other_processes_cores
 from bench.naive import render_naively
 from bench.quality import IDENTICAL_DB, psnr_db, reference_frame, reference_variant
 from bench.suite import TARGET_PHOTO, TARGETS, evaluate_targets
+from handler.pipeline import shrink_on_load_size
 from handler.variants import PRESETS, VariantSpec
 from tests.conftest import PROJECT_DIR
 
@@ -101,11 +102,14 @@ def test_naive_baseline_orients_flattens_and_fits() -> None:
     assert Image.open(io.BytesIO(outputs["flat"].data)).format == "JPEG"
 
 
-def test_floor_drafts_only_when_every_output_is_smaller() -> None:
+def test_floor_decodes_exactly_as_much_as_the_pipeline() -> None:
+    """The floor shrinks on load as the pipeline does (with its headroom), and not when any output is full size."""
     data = _encoded(Image.new("RGB", (800, 600), "green"), "JPEG")
     small = (VariantSpec("a", "jpeg", quality=80, width=100, height=100),)
     both = (*small, VariantSpec("b", "jpeg", quality=80))
-    assert prepare_floor(data, small, [(100, 75)]).draft_size == (100, 75)
+    draft_size = prepare_floor(data, small, [(100, 75)]).draft_size
+    assert draft_size == shrink_on_load_size(Image.open(io.BytesIO(data)), small)
+    assert draft_size is not None and (100, 75) < draft_size < (800, 600)
     assert prepare_floor(data, both, [(100, 75), (800, 600)]).draft_size is None
     case = prepare_floor(data, both, [(100, 75), (800, 600)])
     encoded = run_floor(case, lambda image, spec: _encoded(image, "JPEG", quality=spec.quality))
