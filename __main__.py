@@ -13,53 +13,31 @@ import pulumi
 import pulumi_aws as aws
 
 from components import ImagePipeline, ImagePipelineArgs
-from components.config import NAMESPACE, PipelineConfig, parse_config
+from components.config import NAMESPACE, PipelineSettings, parse_config, parse_layer_zip
 from components.naming import name_prefix
 from layer_build import ARCHITECTURES, RUNTIMES, LayerArtifact, artifact_for, check_size, ensure_layer
 
 PROJECT_DIR = Path(__file__).resolve().parent
 HANDLER_DIR = PROJECT_DIR / "handler"
-CONFIG_KEYS = (
-    "variants",
-    "runtime",
-    "architecture",
-    "memorySize",
-    "timeout",
-    "reservedConcurrency",
-    "logLevel",
-    "logRetentionDays",
-    "noncurrentVersionDays",
-    "quarantineExpirationDays",
-    "deadLetterRetentionDays",
-    "maxEventAgeSeconds",
-    "pixelLimit",
-    "maxUploadBytes",
-    "kmsKeyArn",
-    "uploadPrefix",
-    "uploadSuffix",
-    "protectData",
-    "layerZip",
-)
-
 logger = logging.getLogger("image-pipeline")
 
 
-def read_config() -> tuple[str, PipelineConfig]:
-    """(aws region, validated project config); raises ConfigError naming the bad key."""
+def read_config() -> tuple[str, PipelineSettings, str | None]:
+    """(aws region, validated settings, `layerZip`); raises ConfigError naming the bad key."""
     region = pulumi.Config("aws").require("region")
     project_config = pulumi.Config(NAMESPACE)
-    raw = {key: project_config.get(key) for key in CONFIG_KEYS}
-    return region, parse_config(raw, region=region, runtimes=RUNTIMES, architectures=ARCHITECTURES)
+    settings = parse_config(project_config.get, region=region, runtimes=RUNTIMES, architectures=ARCHITECTURES)
+    return region, settings, parse_layer_zip(project_config.get)
 
 
-def resolve_layer(config: PipelineConfig) -> LayerArtifact:
+def resolve_layer(settings: PipelineSettings, layer_zip: str | None) -> LayerArtifact:
     """The prebuilt zip named by `layerZip` (relative to the project), else build or reuse the cached one."""
-    if config.layer_zip is None:
-        return ensure_layer(config.runtime, config.architecture, function_code_dir=HANDLER_DIR)
-    zip_path = Path(config.layer_zip).expanduser()
+    if layer_zip is None:
+        return ensure_layer(settings.runtime, settings.architecture, function_code_dir=HANDLER_DIR)
+    zip_path = Path(layer_zip).expanduser()
     if not zip_path.is_absolute():
         zip_path = PROJECT_DIR / zip_path
-    artifact = artifact_for(zip_path, config.runtime, config.architecture)
+    artifact = artifact_for(zip_path, settings.runtime, settings.architecture)
     check_size(artifact, function_code_dir=HANDLER_DIR)
     return artifact
 
@@ -67,8 +45,8 @@ def resolve_layer(config: PipelineConfig) -> LayerArtifact:
 def main() -> None:
     project, stack = pulumi.get_project(), pulumi.get_stack()
     prefix = name_prefix(project, stack)
-    region, config = read_config()
-    layer = resolve_layer(config)
+    region, settings, layer_zip = read_config()
+    layer = resolve_layer(settings, layer_zip)
     logger.info("stack %s: layer %s (sha256 %s)", stack, layer.path, layer.sha256)
 
     # Every taggable resource gets these through the provider, so none can be forgotten.
@@ -81,32 +59,15 @@ def main() -> None:
         "pipeline",
         ImagePipelineArgs(
             name_prefix=prefix,
-            variants=config.variants,
+            settings=settings,
             layer_zip=layer.path,
             layer_source_code_hash=layer.source_code_hash,
             handler_dir=HANDLER_DIR,
-            runtime=config.runtime,
-            architecture=config.architecture,
-            memory_mb=config.memory_mb,
-            timeout_seconds=config.timeout_seconds,
-            reserved_concurrency=config.reserved_concurrency,
-            log_level=config.log_level,
-            log_retention_days=config.log_retention_days,
-            noncurrent_version_days=config.noncurrent_version_days,
-            quarantine_expiration_days=config.quarantine_expiration_days,
-            dead_letter_retention_days=config.dead_letter_retention_days,
-            max_event_age_seconds=config.max_event_age_seconds,
-            pixel_limit=config.pixel_limit,
-            max_upload_bytes=config.max_upload_bytes,
-            kms_key_arn=config.kms_key_arn,
-            upload_prefix=config.upload_prefix,
-            upload_suffix=config.upload_suffix,
-            protect_data=config.protect_data,
         ),
         opts=pulumi.ResourceOptions(providers=[provider]),
     )
 
-    example_file = "photo" + (config.upload_suffix or ".jpg")
+    example_file = "photo" + (settings.upload_suffix or ".jpg")
     pulumi.export("upload_bucket", pipeline.upload_bucket)
     pulumi.export("processed_bucket", pipeline.processed_bucket)
     pulumi.export("quarantine_location", pulumi.Output.format("s3://{0}/", pipeline.quarantine_bucket))
@@ -118,7 +79,7 @@ def main() -> None:
     pulumi.export(
         "upload_command",
         pulumi.Output.format(
-            "aws s3 cp {0} s3://{1}/{2}{0}", example_file, pipeline.upload_bucket, config.upload_prefix
+            "aws s3 cp {0} s3://{1}/{2}{0}", example_file, pipeline.upload_bucket, settings.upload_prefix
         ),
     )
 

@@ -1,4 +1,4 @@
-"""Stack config validation: raw `pulumi config` text in, one typed `PipelineConfig` out.
+"""Stack config validation: raw `pulumi config` text in, one typed `PipelineSettings` out.
 
 Pure Python (no Pulumi), so every rule is unit-tested directly. A bad value raises
 `ConfigError` naming the fully qualified key, the value and what is allowed, before any
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -47,43 +47,67 @@ class ConfigError(ValueError):
     """A stack config value is invalid; the message names the key, the value and what is allowed."""
 
 
+ConfigReader = Callable[[str], str | None]
+"""Returns a project config value by its bare key, or None when unset (`pulumi.Config(NAMESPACE).get`)."""
+
+
 @dataclass(frozen=True)
-class PipelineConfig:
-    """Every stack setting, validated; see Pulumi.yaml for the descriptions users read."""
+class PipelineSettings:
+    """Every stack setting the component needs, validated.
+
+    Pulumi.yaml documents them for users and is the one place defaults live, so none are set here.
+    """
 
     variants: tuple[VariantSpec, ...]
+    """Renditions produced per upload; shipped to the function as `VARIANTS` JSON."""
     runtime: str
+    """Lambda runtime of the function, and the layer's only compatible runtime."""
     architecture: str
+    """Lambda architecture (`x86_64` or `arm64`) of the function and the layer."""
     memory_mb: int
+    """Function memory; Lambda scales CPU with it, and decoding large photos needs both."""
     timeout_seconds: int
+    """Function timeout for one S3 event."""
     reserved_concurrency: int
+    """Reserved concurrent executions; -1 leaves the function unreserved."""
     log_level: str
+    """`LOG_LEVEL` of the function."""
     log_retention_days: int
+    """Retention of the function's log group, a value CloudWatch accepts."""
     noncurrent_version_days: int
+    """Days after which noncurrent object versions are expired in every bucket."""
     quarantine_expiration_days: int
+    """Days after which quarantined uploads themselves expire."""
     dead_letter_retention_days: int
+    """How long failed events stay in the dead-letter queue."""
     max_event_age_seconds: int
+    """Events older than this are not retried but sent to the dead-letter queue."""
     pixel_limit: int
+    """`PIXEL_LIMIT`: larger images are quarantined instead of decoded (decompression bombs)."""
     max_upload_bytes: int
+    """`MAX_UPLOAD_BYTES`: larger uploads are quarantined without being downloaded."""
     kms_key_arn: str | None
+    """Customer KMS key for SSE-KMS with a bucket key; None means SSE-S3 (AES256)."""
     upload_prefix: str
+    """Only keys starting with this trigger the function ("" = all)."""
     upload_suffix: str
+    """Only keys ending with this trigger the function ("" = all)."""
     protect_data: bool
-    layer_zip: str | None
+    """True (prod): buckets are protected and retained on delete, never force-destroyed."""
 
 
 def qualified(key: str) -> str:
     return f"{NAMESPACE}:{key}"
 
 
-def _required(raw: Mapping[str, str | None], key: str) -> str:
-    value = raw.get(key)
+def _required(raw: ConfigReader, key: str) -> str:
+    value = raw(key)
     if value is None:
         raise ConfigError(f"{qualified(key)}: missing; it has a default in Pulumi.yaml, so the project file is damaged")
     return value.strip()
 
 
-def _integer(raw: Mapping[str, str | None], key: str, low: int, high: int | None, unit: str) -> int:
+def _integer(raw: ConfigReader, key: str, low: int, high: int | None, unit: str) -> int:
     text = _required(raw, key)
     allowed = f"an integer {low}..{high} {unit}" if high is not None else f"an integer >= {low} {unit}"
     try:
@@ -95,7 +119,7 @@ def _integer(raw: Mapping[str, str | None], key: str, low: int, high: int | None
     return value
 
 
-def _choice(raw: Mapping[str, str | None], key: str, allowed: Collection[_T], convert: Callable[[str], _T]) -> _T:
+def _choice(raw: ConfigReader, key: str, allowed: Collection[_T], convert: Callable[[str], _T]) -> _T:
     text = _required(raw, key)
     listed = ", ".join(str(option) for option in allowed)
     try:
@@ -107,15 +131,15 @@ def _choice(raw: Mapping[str, str | None], key: str, allowed: Collection[_T], co
     return value
 
 
-def _boolean(raw: Mapping[str, str | None], key: str) -> bool:
+def _boolean(raw: ConfigReader, key: str) -> bool:
     text = _required(raw, key).lower()
     if text not in ("true", "false"):
-        raise ConfigError(f"{qualified(key)}: must be true or false, got {raw.get(key)!r}")
+        raise ConfigError(f"{qualified(key)}: must be true or false, got {raw(key)!r}")
     return text == "true"
 
 
-def _optional_text(raw: Mapping[str, str | None], key: str) -> str | None:
-    value = (raw.get(key) or "").strip()
+def _optional_text(raw: ConfigReader, key: str) -> str | None:
+    value = (raw(key) or "").strip()
     return value or None
 
 
@@ -161,8 +185,8 @@ def parse_kms_key_arn(text: str | None, region: str) -> str | None:
     return text
 
 
-def parse_filter(raw: Mapping[str, str | None], key: str) -> str:
-    value = raw.get(key) or ""
+def parse_filter(raw: ConfigReader, key: str) -> str:
+    value = raw(key) or ""
     if len(value.encode()) > MAX_FILTER_BYTES:
         raise ConfigError(f"{qualified(key)}: at most {MAX_FILTER_BYTES} bytes (an S3 key's limit), got {len(value)}")
     if key == "uploadPrefix" and value.startswith("/"):
@@ -170,7 +194,7 @@ def parse_filter(raw: Mapping[str, str | None], key: str) -> str:
     return value
 
 
-def parse_reserved_concurrency(raw: Mapping[str, str | None]) -> int:
+def parse_reserved_concurrency(raw: ConfigReader) -> int:
     key = "reservedConcurrency"
     text = _required(raw, key)
     allowed = f"{UNRESERVED_CONCURRENCY} (no reservation) or an integer >= 1"
@@ -184,18 +208,18 @@ def parse_reserved_concurrency(raw: Mapping[str, str | None]) -> int:
 
 
 def parse_config(
-    raw: Mapping[str, str | None],
+    raw: ConfigReader,
     *,
     region: str,
     runtimes: Collection[str],
     architectures: Collection[str],
-) -> PipelineConfig:
-    """Validate the project's config (keys without namespace, values as `pulumi.Config.get` returns them).
+) -> PipelineSettings:
+    """Validate the project's config, read key by key through `raw` (e.g. `pulumi.Config(NAMESPACE).get`).
 
     `runtimes`/`architectures` come from layer_build, the one definition of what a layer can be
     built for; `region` is `aws:region`, which a KMS key must match.
     """
-    return PipelineConfig(
+    return PipelineSettings(
         variants=parse_variants_config(_required(raw, "variants")),
         runtime=_choice(raw, "runtime", tuple(runtimes), str),
         architecture=_choice(raw, "architecture", tuple(architectures), str),
@@ -215,5 +239,9 @@ def parse_config(
         upload_prefix=parse_filter(raw, "uploadPrefix"),
         upload_suffix=parse_filter(raw, "uploadSuffix"),
         protect_data=_boolean(raw, "protectData"),
-        layer_zip=_optional_text(raw, "layerZip"),
     )
+
+
+def parse_layer_zip(raw: ConfigReader) -> str | None:
+    """`layerZip`: a prebuilt layer zip's path, or None to build or reuse the cached layer."""
+    return _optional_text(raw, "layerZip")

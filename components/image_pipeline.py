@@ -16,9 +16,10 @@ import pulumi_aws as aws
 import pulumi_random as random
 
 from components.code import handler_archive
+from components.config import PipelineSettings
 from components.naming import FUNCTION_ROLE, SUFFIX_BYTES, bucket_name_prefix
 from components.policies import lambda_assume_role_policy, least_privilege_policy, tls_only_bucket_policy
-from handler.variants import VariantSpec, variants_to_json
+from handler.variants import variants_to_json
 
 COMPONENT_TYPE = "image-pipeline:index:ImagePipeline"
 HANDLER_ENTRY_POINT = "handler.app.handler"
@@ -29,55 +30,18 @@ ABORT_MULTIPART_AFTER_DAYS = 7
 
 @dataclass(frozen=True)
 class ImagePipelineArgs:
-    """Everything the component needs, validated by the caller (the component reads no config).
-
-    No defaults here: Pulumi.yaml is the one place defaults live, so they cannot drift apart.
-    """
+    """Everything the component needs, validated by the caller (the component reads no config)."""
 
     name_prefix: str
     """`<project>-<stack>`, validated by `components.naming.name_prefix`; every physical name starts with it."""
-    variants: tuple[VariantSpec, ...]
-    """Renditions produced per upload; shipped to the function as `VARIANTS` JSON."""
+    settings: PipelineSettings
+    """The stack's validated settings (`components.config.parse_config`)."""
     layer_zip: Path
     """The Pillow layer zip built by `layer_build` for `runtime` and `architecture`."""
     layer_source_code_hash: str
     """Base64 SHA-256 of `layer_zip`: a new layer version is published only when it changes."""
     handler_dir: Path
     """The `handler/` package; its `.py` files become the function code."""
-    runtime: str
-    """Lambda runtime of the function, and the layer's only compatible runtime."""
-    architecture: str
-    """Lambda architecture (`x86_64` or `arm64`) of the function and the layer."""
-    memory_mb: int
-    """Function memory; Lambda scales CPU with it, and decoding large photos needs both."""
-    timeout_seconds: int
-    """Function timeout for one S3 event."""
-    reserved_concurrency: int
-    """Reserved concurrent executions; -1 leaves the function unreserved."""
-    log_level: str
-    """`LOG_LEVEL` of the function."""
-    log_retention_days: int
-    """Retention of the function's log group, a value CloudWatch accepts."""
-    noncurrent_version_days: int
-    """Days after which noncurrent object versions are expired in every bucket."""
-    quarantine_expiration_days: int
-    """Days after which quarantined uploads themselves expire."""
-    dead_letter_retention_days: int
-    """How long failed events stay in the dead-letter queue."""
-    max_event_age_seconds: int
-    """Events older than this are not retried but sent to the dead-letter queue."""
-    pixel_limit: int
-    """`PIXEL_LIMIT`: larger images are quarantined instead of decoded (decompression bombs)."""
-    max_upload_bytes: int
-    """`MAX_UPLOAD_BYTES`: larger uploads are quarantined without being downloaded."""
-    kms_key_arn: str | None
-    """Customer KMS key for SSE-KMS with a bucket key; None means SSE-S3 (AES256)."""
-    upload_prefix: str
-    """Only keys starting with this trigger the function ("" = all)."""
-    upload_suffix: str
-    """Only keys ending with this trigger the function ("" = all)."""
-    protect_data: bool
-    """True (prod): buckets are protected and retained on delete, never force-destroyed."""
 
 
 class ImagePipeline(pulumi.ComponentResource):
@@ -96,13 +60,16 @@ class ImagePipeline(pulumi.ComponentResource):
         super().__init__(COMPONENT_TYPE, name, {}, opts)
         self._name = name
         self._args = args
+        self._settings = args.settings
         self._child = pulumi.ResourceOptions(parent=self)
 
         suffix = random.RandomId(f"{name}-suffix", byte_length=SUFFIX_BYTES, opts=self._child)
         self._suffix_hex = suffix.hex
         upload = self._private_bucket("upload")
         processed = self._private_bucket("processed")
-        quarantine = self._private_bucket("quarantine", expire_current_after_days=args.quarantine_expiration_days)
+        quarantine = self._private_bucket(
+            "quarantine", expire_current_after_days=self._settings.quarantine_expiration_days
+        )
         function_name = pulumi.Output.concat(args.name_prefix, f"-{FUNCTION_ROLE}-", self._suffix_hex)
         log_group = self._log_group(function_name)
         queue = self._dead_letter_queue()
@@ -142,16 +109,18 @@ class ImagePipeline(pulumi.ComponentResource):
 
     def _private_bucket(self, role: str, *, expire_current_after_days: int | None = None) -> aws.s3.Bucket:
         """A versioned, encrypted bucket that only TLS requests from this account's principals can reach."""
-        args = self._args
+        args, settings = self._args, self._settings
         bucket = aws.s3.Bucket(
             f"{self._name}-{role}",
             bucket=pulumi.Output.concat(bucket_name_prefix(args.name_prefix, role), self._suffix_hex),
-            force_destroy=not args.protect_data,
-            opts=pulumi.ResourceOptions(parent=self, protect=args.protect_data, retain_on_delete=args.protect_data),
+            force_destroy=not settings.protect_data,
+            opts=pulumi.ResourceOptions(
+                parent=self, protect=settings.protect_data, retain_on_delete=settings.protect_data
+            ),
         )
         # Protection is inherited from the bucket; retention is not, and a retained bucket must keep
         # its encryption, public-access block and TLS policy, so its configuration is retained too.
-        on_bucket = pulumi.ResourceOptions(parent=bucket, retain_on_delete=args.protect_data)
+        on_bucket = pulumi.ResourceOptions(parent=bucket, retain_on_delete=settings.protect_data)
         versioning = aws.s3.BucketVersioning(
             f"{self._name}-{role}-versioning",
             bucket=bucket.bucket,
@@ -159,8 +128,8 @@ class ImagePipeline(pulumi.ComponentResource):
             opts=on_bucket,
         )
         encryption_default: dict[str, str] = {"sse_algorithm": "AES256"}
-        if args.kms_key_arn is not None:
-            encryption_default = {"sse_algorithm": "aws:kms", "kms_master_key_id": args.kms_key_arn}
+        if settings.kms_key_arn is not None:
+            encryption_default = {"sse_algorithm": "aws:kms", "kms_master_key_id": settings.kms_key_arn}
         aws.s3.BucketServerSideEncryptionConfiguration(
             f"{self._name}-{role}-encryption",
             bucket=bucket.bucket,
@@ -168,7 +137,7 @@ class ImagePipeline(pulumi.ComponentResource):
                 {
                     "apply_server_side_encryption_by_default": encryption_default,
                     # A bucket key cuts KMS requests (and cost) per object; meaningless for AES256.
-                    "bucket_key_enabled": args.kms_key_arn is not None,
+                    "bucket_key_enabled": settings.kms_key_arn is not None,
                 }
             ],
             opts=on_bucket,
@@ -199,7 +168,7 @@ class ImagePipeline(pulumi.ComponentResource):
             "id": "expire-noncurrent-versions",
             "status": "Enabled",
             "filter": {},
-            "noncurrent_version_expiration": {"noncurrent_days": args.noncurrent_version_days},
+            "noncurrent_version_expiration": {"noncurrent_days": settings.noncurrent_version_days},
             "abort_incomplete_multipart_upload": {"days_after_initiation": ABORT_MULTIPART_AFTER_DAYS},
         }
         if expire_current_after_days is not None:
@@ -219,7 +188,7 @@ class ImagePipeline(pulumi.ComponentResource):
         return aws.cloudwatch.LogGroup(
             f"{self._name}-logs",
             name=pulumi.Output.concat("/aws/lambda/", function_name),
-            retention_in_days=self._args.log_retention_days,
+            retention_in_days=self._settings.log_retention_days,
             opts=self._child,
         )
 
@@ -229,7 +198,7 @@ class ImagePipeline(pulumi.ComponentResource):
             f"{self._name}-dead-letter",
             name=pulumi.Output.concat(self._args.name_prefix, "-dead-letter-", self._suffix_hex),
             sqs_managed_sse_enabled=True,
-            message_retention_seconds=self._args.dead_letter_retention_days * 86400,
+            message_retention_seconds=self._settings.dead_letter_retention_days * 86400,
             opts=self._child,
         )
 
@@ -246,7 +215,7 @@ class ImagePipeline(pulumi.ComponentResource):
             assume_role_policy=json.dumps(lambda_assume_role_policy()),
             opts=self._child,
         )
-        kms_key_arn = self._args.kms_key_arn
+        kms_key_arn = self._settings.kms_key_arn
         policy = pulumi.Output.all(upload.arn, processed.arn, quarantine.arn, log_group.arn, queue.arn).apply(
             lambda arns: json.dumps(
                 least_privilege_policy(
@@ -263,14 +232,14 @@ class ImagePipeline(pulumi.ComponentResource):
         return role, role_policy
 
     def _layer(self) -> aws.lambda_.LayerVersion:
-        args = self._args
+        args, settings = self._args, self._settings
         return aws.lambda_.LayerVersion(
             f"{self._name}-pillow-layer",
             layer_name=f"{args.name_prefix}-pillow",
             code=pulumi.FileArchive(str(args.layer_zip)),
             source_code_hash=args.layer_source_code_hash,
-            compatible_runtimes=[args.runtime],
-            compatible_architectures=[args.architecture],
+            compatible_runtimes=[settings.runtime],
+            compatible_architectures=[settings.architecture],
             description="Pillow and pi-heif for the image pipeline (built by layer_build)",
             opts=self._child,
         )
@@ -286,27 +255,27 @@ class ImagePipeline(pulumi.ComponentResource):
         ready_first: list[pulumi.Resource],
     ) -> aws.lambda_.Function:
         """`ready_first`: the log group and the role's policy, so the first invocation can log and write."""
-        args = self._args
+        args, settings = self._args, self._settings
         return aws.lambda_.Function(
             f"{self._name}-function",
             name=function_name,
             role=role.arn,
-            runtime=args.runtime,
-            architectures=[args.architecture],
+            runtime=settings.runtime,
+            architectures=[settings.architecture],
             handler=HANDLER_ENTRY_POINT,
             code=handler_archive(args.handler_dir, HANDLER_ENTRY_POINT),
             layers=[layer.arn],
-            memory_size=args.memory_mb,
-            timeout=args.timeout_seconds,
-            reserved_concurrent_executions=args.reserved_concurrency,
+            memory_size=settings.memory_mb,
+            timeout=settings.timeout_seconds,
+            reserved_concurrent_executions=settings.reserved_concurrency,
             environment={
                 "variables": {
                     "PROCESSED_BUCKET": processed.bucket,
                     "QUARANTINE_BUCKET": quarantine.bucket,
-                    "VARIANTS": variants_to_json(args.variants),
-                    "LOG_LEVEL": args.log_level,
-                    "PIXEL_LIMIT": str(args.pixel_limit),
-                    "MAX_UPLOAD_BYTES": str(args.max_upload_bytes),
+                    "VARIANTS": variants_to_json(settings.variants),
+                    "LOG_LEVEL": settings.log_level,
+                    "PIXEL_LIMIT": str(settings.pixel_limit),
+                    "MAX_UPLOAD_BYTES": str(settings.max_upload_bytes),
                 }
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=ready_first),
@@ -318,7 +287,7 @@ class ImagePipeline(pulumi.ComponentResource):
             f"{self._name}-async-invoke",
             function_name=function.name,
             maximum_retry_attempts=MAX_RETRY_ATTEMPTS,
-            maximum_event_age_in_seconds=self._args.max_event_age_seconds,
+            maximum_event_age_in_seconds=self._settings.max_event_age_seconds,
             destination_config={"on_failure": {"destination": queue.arn}},
             opts=self._child,
         )
@@ -337,10 +306,10 @@ class ImagePipeline(pulumi.ComponentResource):
             opts=self._child,
         )
         trigger: dict[str, object] = {"lambda_function_arn": function.arn, "events": ["s3:ObjectCreated:*"]}
-        if self._args.upload_prefix:
-            trigger["filter_prefix"] = self._args.upload_prefix
-        if self._args.upload_suffix:
-            trigger["filter_suffix"] = self._args.upload_suffix
+        if self._settings.upload_prefix:
+            trigger["filter_prefix"] = self._settings.upload_prefix
+        if self._settings.upload_suffix:
+            trigger["filter_suffix"] = self._settings.upload_suffix
         aws.s3.BucketNotification(
             f"{self._name}-upload-notification",
             bucket=upload.bucket,
