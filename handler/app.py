@@ -5,8 +5,9 @@ are made once per container, on the first invocation, so importing this module
 stays cheap and cannot fail on configuration.
 
 Outcomes per record: `processed` (variants written), `rejected` (quarantined
-with its reason; not retried), `skipped` (written by us, not a create event, or
-already deleted). Transient S3 failures raise after every record was tried, so
+with its reason; not retried), `skipped` (written by us, not a create event,
+already deleted, or superseded by a newer upload of the same key, whose own
+event renders it). Transient S3 failures raise after every record was tried, so
 Lambda retries the event; retries rewrite the same keys.
 """
 
@@ -80,6 +81,10 @@ def _render_and_store(source: SourceObject, rt: Runtime, fields: dict[str, Any])
         except Rejected as exc:
             reason, detail = exc.reason, exc.detail
         else:
+            newer = rt.storage.superseded_by(source)
+            if newer is not None:
+                fields.update(outcome="skipped", reason="superseded", detail=f"the key now holds {newer}")
+                return
             keys = rt.storage.put_variants(source, variants)
             fields.update(
                 outcome="processed",

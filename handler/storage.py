@@ -146,6 +146,33 @@ class S3Storage:
             data=data,
         )
 
+    def superseded_by(self, source: SourceObject) -> str | None:
+        """The version (or ETag) that replaced `source` under its key since we read it; None if still current.
+
+        S3 does not order notifications, and Lambda retries a failed event minutes
+        later: without this check an older upload's variants could overwrite a
+        newer one's. Only positive evidence counts: if the key is gone (404, or
+        403 without ListBucket) the variants of the version we read are still
+        written. Needs only s3:GetObject (HeadObject) on the upload bucket.
+        """
+        action = f"HeadObject s3://{source.bucket}/{source.key}"
+        try:
+            response = self._s3.head_object(Bucket=source.bucket, Key=source.key)
+        except ClientError as exc:
+            error = classify_error(exc, action)
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in _GONE_CODES or isinstance(error, StorageAccessError):
+                LOG.debug("%s: %s; the version read is written anyway", action, error)
+                return None
+            raise error from exc
+        except BotoCoreError as exc:
+            raise classify_error(exc, action) from exc
+        current_version = response.get("VersionId")
+        if source.version_id and current_version:
+            return None if current_version == source.version_id else f"version {current_version}"
+        current_etag = str(response.get("ETag", "")).strip('"')
+        return None if current_etag == source.etag else f"ETag {current_etag}"
+
     def _source_metadata(self, source: SourceObject) -> dict[str, str]:
         metadata = {"source-key": metadata_value(source.key), "source-etag": metadata_value(source.etag)}
         if source.version_id:

@@ -172,15 +172,68 @@ def test_duplicate_event_rewrites_the_same_keys(s3: Any, hostile_dir: Path) -> N
     assert first == second and len(first) == len(PRESETS["responsive"])
 
 
-def test_version_in_the_event_is_the_one_rendered(s3: Any, hostile_dir: Path) -> None:
+def test_version_in_the_event_is_the_one_fetched(s3: Any, hostile_dir: Path) -> None:
+    body = (hostile_dir / "sharp_Landscape_1.jpg").read_bytes()
+    v1 = s3.put_object(Bucket=UPLOADS, Key="photo.jpg", Body=body)
+    s3.put_object(Bucket=UPLOADS, Key="photo.jpg", Body=(hostile_dir / "pillow_hopper.bmp").read_bytes())
+
+    source = app.runtime().storage.fetch(UPLOADS, "photo.jpg", v1["VersionId"], max_bytes=10**7)
+
+    assert source is not None and source.data == body and source.version_id == v1["VersionId"]
+
+
+def test_event_for_a_replaced_version_does_not_overwrite_the_newer_variants(
+    s3: Any, hostile_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     v1 = s3.put_object(Bucket=UPLOADS, Key="photo.jpg", Body=(hostile_dir / "sharp_Landscape_1.jpg").read_bytes())
-    s3.put_object(Bucket=UPLOADS, Key="photo.jpg", Body=(hostile_dir / "pillow_hopper.bmp").read_bytes())  # v2: 128x128
+    v2 = s3.put_object(Bucket=UPLOADS, Key="photo.jpg", Body=(hostile_dir / "pillow_hopper.bmp").read_bytes())
 
-    app.handler(event_for("photo.jpg", v1["VersionId"]), FakeLambdaContext())
+    # S3 does not order notifications: v2's event is handled first, then v1's arrives (or is retried).
+    app.handler(event_for("photo.jpg", v2["VersionId"]), FakeLambdaContext())
+    with caplog.at_level(logging.INFO, logger="handler"):
+        summary = app.handler(event_for("photo.jpg", v1["VersionId"]), FakeLambdaContext())
 
+    assert summary["skipped"] == 1 and summary["processed"] == 0
+    logged = json.loads(caplog.records[-1].getMessage())
+    assert logged["reason"] == "superseded" and v2["VersionId"] in logged["detail"]
     large = s3.get_object(Bucket=PROCESSED, Key="large/photo.jpg")
-    assert Image.open(io.BytesIO(large["Body"].read())).size == (600, 450)  # v1's size, not v2's
-    assert large["Metadata"]["source-version-id"] == v1["VersionId"]
+    assert large["Metadata"]["source-version-id"] == v2["VersionId"]
+    assert Image.open(io.BytesIO(large["Body"].read())).size == (128, 128)  # v2's pixels, not v1's 600x450
+    assert keys(s3, QUARANTINE) == []
+
+
+def test_replaced_object_in_an_unversioned_bucket_is_detected_by_etag(s3: Any, hostile_dir: Path) -> None:
+    s3.create_bucket(Bucket="plain")
+    s3.put_object(Bucket="plain", Key="photo.jpg", Body=(hostile_dir / "sharp_Landscape_1.jpg").read_bytes())
+    storage = app.runtime().storage
+    source = storage.fetch("plain", "photo.jpg", None, max_bytes=10**7)
+    assert source is not None and storage.superseded_by(source) is None
+
+    s3.put_object(Bucket="plain", Key="photo.jpg", Body=(hostile_dir / "pillow_hopper.bmp").read_bytes())
+
+    current_etag = s3.head_object(Bucket="plain", Key="photo.jpg")["ETag"].strip('"')
+    assert storage.superseded_by(source) == f"ETag {current_etag}"
+
+
+def test_upload_deleted_after_it_was_read_still_gets_its_variants(s3: Any, hostile_dir: Path) -> None:
+    put = s3.put_object(Bucket=UPLOADS, Key="photo.jpg", Body=(hostile_dir / "sharp_Landscape_1.jpg").read_bytes())
+    storage = app.runtime().storage
+    source = storage.fetch(UPLOADS, "photo.jpg", put["VersionId"], max_bytes=10**7)
+    s3.delete_object(Bucket=UPLOADS, Key="photo.jpg")  # leaves a delete marker as the current version
+
+    assert source is not None and storage.superseded_by(source) is None
+
+
+def test_throttled_version_check_raises_so_lambda_retries(s3: Any, hostile_dir: Path) -> None:
+    put = s3.put_object(Bucket=UPLOADS, Key="photo.jpg", Body=(hostile_dir / "sharp_Landscape_1.jpg").read_bytes())
+    client = boto3.client("s3", region_name="us-east-1")
+    storage = S3Storage(client, processed_bucket=PROCESSED, quarantine_bucket=QUARANTINE)
+    source = storage.fetch(UPLOADS, "photo.jpg", put["VersionId"], max_bytes=10**7)
+    assert source is not None
+    with Stubber(client) as stubber:
+        stubber.add_client_error("head_object", service_error_code="SlowDown", http_status_code=503)
+        with pytest.raises(TransientStorageError, match=r"HeadObject s3://uploads/photo\.jpg: SlowDown"):
+            storage.superseded_by(source)
 
 
 def test_object_deleted_before_processing_is_skipped(s3: Any, caplog: pytest.LogCaptureFixture) -> None:
