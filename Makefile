@@ -4,11 +4,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 RUNTIME ?= python3.12
 ARCH ?= arm64
-STAMP := $(VENV)/.installed-$(shell cat requirements.txt | sha256sum | cut -c1-12)
+REQUIREMENTS := requirements.txt layer_build/requirements.txt
+STAMP := $(VENV)/.installed-$(shell cat $(REQUIREMENTS) | sha256sum | cut -c1-12)
 
 .PHONY: venv run serve test lint bench layer clean
 
-$(STAMP): requirements.txt
+$(STAMP): $(REQUIREMENTS)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
