@@ -14,7 +14,8 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +44,44 @@ def run_interleaved(contenders: Mapping[str, Callable[[], object]], *, runs: int
                 samples[name].wall.append(wall_ms)
                 samples[name].cpu.append(cpu_ms)
     return samples
+
+
+@contextmanager
+def _timing_method(owner: type, name: str, spent_ms: list[float]) -> Iterator[None]:
+    """Add to `spent_ms` the time spent in outermost calls of `owner.name` (it may call itself)."""
+    original = getattr(owner, name)
+    depth = 0
+
+    def timed(self: object, *args: object, **kwargs: object) -> object:
+        nonlocal depth
+        depth += 1
+        started = time.perf_counter()
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            depth -= 1
+            if depth == 0:
+                spent_ms.append((time.perf_counter() - started) * 1000)
+
+    setattr(owner, name, timed)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
+
+
+def time_inside(owner: type, name: str, contender: Callable[[], object], *, runs: int) -> list[float]:
+    """Per run, the ms a single-threaded `contender` spends inside `owner.name` (e.g. Image.resize).
+
+    Separate runs from the timed ones, so the wrapper's bookkeeping never touches those.
+    """
+    per_run = []
+    for _ in range(runs):
+        spent: list[float] = []
+        with _timing_method(owner, name, spent):
+            contender()
+        per_run.append(sum(spent))
+    return per_run
 
 
 def median_ms(samples: Sequence[float]) -> float:

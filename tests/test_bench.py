@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from bench import measure
 from bench.floor import prepare_floor, run_floor
 from bench.measure import CpuSnapshot, _heaviest_imports, other_processes_cores
 from bench.naive import render_naively
@@ -58,6 +59,8 @@ def test_quick_run_measures_positive_times_bytes_and_memory(quick_result: dict[s
         assert all(ms > 0 for ms in case["ms"].values()), case["ms"]
         assert case["bytes"]["naive"] == sum(variant["naive"]["bytes"] for variant in case["variants"]) > 0
         assert all(ratio > 0 for ratio in case["ratios"].values()), case["ratios"]
+        # Every preset resizes at least its thumbnail, and resizing is part of the one-thread run.
+        assert 0 < case["one_thread_resize_ms"] < case["ms"]["one_thread"]
         for implementation in ("pipeline", "naive"):
             assert case["peak_rss_mb"][implementation] >= case["idle_rss_mb"][implementation] > 0
         assert case["other_processes_cores"] >= 0
@@ -169,3 +172,19 @@ def test_psnr_against_the_reference_tells_identical_close_and_wrong_apart() -> N
     assert 35.0 < psnr_db(lossy, reference, spec) < IDENTICAL_DB
     assert psnr_db(upside_down, reference, spec) < 15.0
     assert psnr_db(_encoded(gradient, "PNG"), reference, spec) is None
+
+
+def test_time_inside_counts_only_outermost_calls_and_restores_the_method(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [0.0]
+    monkeypatch.setattr(measure.time, "perf_counter", lambda: clock[0])
+
+    class Napper:
+        def nap(self, depth: int) -> int:
+            clock[0] += 0.010  # each level takes 10 ms of the fake clock
+            return self.nap(depth - 1) if depth else 0
+
+    original = Napper.nap
+    per_run = measure.time_inside(Napper, "nap", lambda: Napper().nap(2), runs=2)
+
+    assert per_run == pytest.approx([30.0, 30.0])  # three levels once, not 30 + 20 + 10
+    assert Napper.nap is original
