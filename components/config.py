@@ -8,12 +8,13 @@ resource is declared: `pulumi preview` fails fast instead of AWS failing halfway
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TypeVar
 
-from handler.pipeline import MAX_PIXEL_LIMIT
+from handler.pipeline import LAMBDA_MB_PER_VCPU, MAX_PIXEL_LIMIT
 from handler.variants import VariantError, VariantSpec, parse_variants, variants_to_json
 
 NAMESPACE = "image-pipeline"
@@ -37,6 +38,14 @@ MAX_FILTER_BYTES = 1024
 # Lambda caps all environment variables of a function at 4 KB together; the other five (two
 # bucket names of at most 63 characters, level, limits and the keys) take well under 512 bytes.
 VARIANTS_JSON_MAX_BYTES = 4096 - 512
+# Peak memory of `handler.pipeline.render` per pixel of the upload, measured on RGBA PNGs of 45 and 88 MP
+# with the default preset (11.7 bytes with one encoder thread, 17-20 with two); RGB needs less. The handler
+# runs one encoder thread per vCPU Lambda grants (one per LAMBDA_MB_PER_VCPU of memory), each holding frames.
+RENDER_BYTES_PER_PIXEL = 12
+RENDER_BYTES_PER_PIXEL_PER_EXTRA_THREAD = 8
+# The Python runtime, boto3 and Pillow before the first image, with headroom.
+RUNTIME_OVERHEAD_MB = 128
+_MAX_LAMBDA_VCPUS = 6
 # Matches key ARNs, including multi-region keys (mrk-...); aliases cannot be granted in IAM.
 _KMS_KEY_ARN_RE = re.compile(r"^arn:(aws[a-z-]*):kms:([a-z0-9-]+):(\d{12}):key/(mrk-)?[0-9a-f-]{32,36}$")
 
@@ -187,8 +196,12 @@ def parse_kms_key_arn(text: str | None, region: str) -> str | None:
 
 def parse_filter(raw: ConfigReader, key: str) -> str:
     value = raw(key) or ""
-    if len(value.encode()) > MAX_FILTER_BYTES:
-        raise ConfigError(f"{qualified(key)}: at most {MAX_FILTER_BYTES} bytes (an S3 key's limit), got {len(value)}")
+    size = len(value.encode())
+    if size > MAX_FILTER_BYTES:
+        raise ConfigError(
+            f"{qualified(key)}: at most {MAX_FILTER_BYTES} bytes (an S3 key's limit), got {size} bytes "
+            f"starting {value[:40]!r}"
+        )
     if key == "uploadPrefix" and value.startswith("/"):
         raise ConfigError(f"{qualified(key)}: S3 keys do not start with '/', got {value!r}; use e.g. 'incoming/'")
     return value
@@ -207,6 +220,50 @@ def parse_reserved_concurrency(raw: ConfigReader) -> int:
     return value
 
 
+def encoder_threads(memory_mb: int) -> int:
+    """The encoder threads the handler runs at this memory size: one per vCPU Lambda grants (at most)."""
+    return min(_MAX_LAMBDA_VCPUS, math.ceil(memory_mb / LAMBDA_MB_PER_VCPU))
+
+
+def _render_need_mb(pixel_limit: int, threads: int) -> int:
+    per_pixel = RENDER_BYTES_PER_PIXEL + RENDER_BYTES_PER_PIXEL_PER_EXTRA_THREAD * (threads - 1)
+    return math.ceil(pixel_limit * per_pixel / 2**20) + RUNTIME_OVERHEAD_MB
+
+
+def minimum_memory_mb(pixel_limit: int, at_least: int = MEMORY_RANGE_MB[0]) -> int:
+    """The least function memory (from `at_least` up) that renders `pixel_limit` pixels without running out.
+
+    More memory also brings another vCPU, so another encoder thread and more frames at once:
+    the answer is the first size that covers the need of the threads it comes with.
+    """
+    for threads in range(encoder_threads(at_least), _MAX_LAMBDA_VCPUS + 1):
+        lowest = max(_render_need_mb(pixel_limit, threads), (threads - 1) * LAMBDA_MB_PER_VCPU + 1, at_least)
+        if lowest <= threads * LAMBDA_MB_PER_VCPU or threads == _MAX_LAMBDA_VCPUS:
+            return lowest
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def check_memory_for_pixel_limit(memory_mb: int, pixel_limit: int) -> None:
+    """An image the pixel limit admits must not run the function out of memory.
+
+    Lambda kills an out-of-memory invocation, so the upload is retried and dead-lettered
+    instead of being processed or quarantined.
+    """
+    threads = encoder_threads(memory_mb)
+    need = _render_need_mb(pixel_limit, threads)
+    if memory_mb >= need:
+        return
+    per_pixel = RENDER_BYTES_PER_PIXEL + RENDER_BYTES_PER_PIXEL_PER_EXTRA_THREAD * (threads - 1)
+    fitting_pixels = max(0, (memory_mb - RUNTIME_OVERHEAD_MB) * 2**20 // per_pixel)
+    plural = "s" if threads > 1 else ""
+    raise ConfigError(
+        f"{qualified('memorySize')}: {memory_mb} MB is too little to render an image at "
+        f"{qualified('pixelLimit')} {pixel_limit} (about {need} MB with {threads} encoder thread{plural}), "
+        f"and Lambda would kill the function on such an upload instead of quarantining it; set memorySize "
+        f">= {minimum_memory_mb(pixel_limit, memory_mb)}, or pixelLimit <= {fitting_pixels}"
+    )
+
+
 def parse_config(
     raw: ConfigReader,
     *,
@@ -219,7 +276,7 @@ def parse_config(
     `runtimes`/`architectures` come from layer_build, the one definition of what a layer can be
     built for; `region` is `aws:region`, which a KMS key must match.
     """
-    return PipelineSettings(
+    settings = PipelineSettings(
         variants=parse_variants_config(_required(raw, "variants")),
         runtime=_choice(raw, "runtime", tuple(runtimes), str),
         architecture=_choice(raw, "architecture", tuple(architectures), str),
@@ -240,6 +297,8 @@ def parse_config(
         upload_suffix=parse_filter(raw, "uploadSuffix"),
         protect_data=_boolean(raw, "protectData"),
     )
+    check_memory_for_pixel_limit(settings.memory_mb, settings.pixel_limit)
+    return settings
 
 
 def parse_layer_zip(raw: ConfigReader) -> str | None:

@@ -172,8 +172,13 @@ class ImagePipeline(pulumi.ComponentResource):
             "abort_incomplete_multipart_upload": {"days_after_initiation": ABORT_MULTIPART_AFTER_DAYS},
         }
         if expire_current_after_days is not None:
+            # Expiring by age also removes the delete markers it leaves behind (S3 does both).
             rule["id"] = "expire-quarantined-objects"
             rule["expiration"] = {"days": expire_current_after_days}
+        else:
+            # A deleted object leaves a delete marker; once its noncurrent versions expire, the marker
+            # alone remains, forever, unless the rule expires it too.
+            rule["expiration"] = {"expired_object_delete_marker": True}
         aws.s3.BucketLifecycleConfiguration(
             f"{self._name}-{role}-lifecycle",
             bucket=bucket.bucket,

@@ -8,7 +8,7 @@ from typing import Any
 import pulumi
 import pytest
 
-from components.config import ConfigError
+from components.config import ConfigError, minimum_memory_mb
 from components.naming import NamingError, name_prefix
 from handler.variants import PRESETS, variants_from_json
 from layer_build import LayerBuildError
@@ -65,6 +65,16 @@ INVALID = [
     ("protectData", "yes", ["image-pipeline:protectData", "true or false", "'yes'"]),
     ("uploadPrefix", "/incoming/", ["image-pipeline:uploadPrefix", "do not start with '/'", "'/incoming/'"]),
     ("uploadSuffix", "x" * 1025, ["image-pipeline:uploadSuffix", "at most 1024 bytes"]),
+    # 600 two-byte characters: the message must count bytes, as S3 does, not characters.
+    ("uploadPrefix", "é" * 600, ["image-pipeline:uploadPrefix", "at most 1024 bytes", "got 1200 bytes"]),
+    # One RGBA frame at the default pixel limit needs about 1 GB before Lambda's runtime is counted.
+    (
+        "memorySize",
+        1024,
+        ["image-pipeline:memorySize", "1024 MB", "image-pipeline:pixelLimit 89478485", ">= 1152", "<= 78293674"],
+    ),
+    # Above 1769 MB Lambda grants a second vCPU, so the handler runs two encoders and needs more.
+    ("memorySize", 1792, ["image-pipeline:memorySize", "1792 MB", "2 encoder threads", ">= 1835"]),
     ("kmsKeyArn", f"arn:aws:kms:us-east-1:{ACCOUNT_ID}:alias/images", ["image-pipeline:kmsKeyArn", "not an alias"]),
     (
         "kmsKeyArn",
@@ -136,3 +146,27 @@ def test_a_stack_name_that_cannot_form_a_bucket_name_is_refused(stack: str, frag
 def test_the_longest_valid_names_fit() -> None:
     prefix = name_prefix("image-pipeline", "s" * 28)
     assert len(f"{prefix}-quarantine-{'0' * 8}") == 63
+
+
+def test_memory_floor_follows_the_handler_s_encoder_threads() -> None:
+    """One thread up to 1769 MB (Lambda's first vCPU), two above: the floor jumps past that boundary."""
+    assert minimum_memory_mb(89_478_485) == 1152
+    assert minimum_memory_mb(40_000_000) == 586
+    # 130 MP needs 1616 MB with one thread; with two it needs 2608 MB, so the floor is one-thread's.
+    assert minimum_memory_mb(130_000_000) == 1616
+    # 150 MP needs 1845 MB with one thread, which would be two threads' memory: two need 2990 MB.
+    assert minimum_memory_mb(150_000_000) == 2990
+
+
+def test_a_lower_pixel_limit_makes_less_memory_acceptable() -> None:
+    run = run_stack("dev", memorySize=1024, pixelLimit=40_000_000)
+    function = run.one("aws:lambda/function:Function").inputs
+    assert (function["memorySize"], function["environment"]["variables"]["PIXEL_LIMIT"]) == (1024, "40000000")
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_the_stack_files_give_the_function_enough_memory_for_their_pixel_limit(stack: str) -> None:
+    run = run_stack(stack)
+    function = run.one("aws:lambda/function:Function").inputs
+    pixel_limit = int(function["environment"]["variables"]["PIXEL_LIMIT"])
+    assert function["memorySize"] >= minimum_memory_mb(pixel_limit)
