@@ -469,13 +469,24 @@ def denies_insecure_transport(document: Any) -> bool:
             continue
         if not action_granted(statement, "s3:GetObject") or not action_granted(statement, "s3:PutObject"):
             continue
-        conditions = statement.get("Condition")
-        secure_transport = known(conditions, "Bool", "aws:SecureTransport")
-        if str(secure_transport).lower() != "false":
+        if condition_values(statement, "Bool", "aws:SecureTransport") != ["false"]:
             continue
         if any(r == "*" or r.endswith("/*") for r in as_strings(statement.get("Resource"))):
             return True
     return False
+
+
+def condition_values(statement: Mapping[str, Any], operator: str, key: str) -> list[str]:
+    """The values a statement's condition tests `key` against with `operator`, lowercased.
+
+    IAM matches condition keys case-insensitively and takes a value or a list of values.
+    """
+    condition = statement.get("Condition")
+    block = condition.get(operator) if isinstance(condition, Mapping) else None
+    if not isinstance(block, Mapping):
+        return []
+    values = [value for name, value in block.items() if isinstance(name, str) and name.lower() == key.lower()]
+    return [str(v).lower() for value in values for v in items(value)]
 
 
 def check_tls_only(bucket: PolicyResource, resources: Sequence[PolicyResource]) -> str | None:

@@ -229,6 +229,33 @@ def test_bucket_policy_without_tls_deny(dev: ProgramRun) -> None:
     assert_fires(result, "s3-bucket-tls-only", named(resources, BUCKET, "upload"), "does not deny requests without TLS")
 
 
+def test_tls_deny_written_with_other_valid_iam_spellings_passes(dev: ProgramRun) -> None:
+    """IAM condition keys are case-insensitive and values may be lists: both still deny plain HTTP."""
+    resources = resources_of(dev)
+    policy = named(resources, BUCKET_POLICY, "upload-tls-only")
+
+    def respell(document: dict[str, Any]) -> None:
+        [statement] = document["Statement"]
+        statement["Condition"] = {"Bool": {"aws:securetransport": ["false"]}}
+
+    rewrite_policy(policy, respell)
+    assert evaluate(resources).violations == []
+
+
+def test_tls_condition_that_allows_plain_http_still_fires(dev: ProgramRun) -> None:
+    resources = resources_of(dev)
+    policy = named(resources, BUCKET_POLICY, "upload-tls-only")
+
+    def deny_tls_instead(document: dict[str, Any]) -> None:
+        [statement] = document["Statement"]
+        statement["Condition"] = {"Bool": {"AWS:SecureTransport": ["true"]}}
+
+    rewrite_policy(policy, deny_tls_instead)
+    assert_fires(
+        evaluate(resources), "s3-bucket-tls-only", named(resources, BUCKET, "upload"), "does not deny requests"
+    )
+
+
 def test_bucket_without_any_policy(dev: ProgramRun) -> None:
     resources = resources_of(dev)
     policy = named(resources, BUCKET_POLICY, "quarantine-tls-only")
