@@ -246,6 +246,9 @@ class S3Storage:
                 Key=source.key,
                 CopySource=copy_source,
                 MetadataDirective="REPLACE",
+                # COPY (the default) would copy the upload's tags, which needs s3:GetObjectTagging and
+                # s3:PutObjectTagging: a tagged oversized upload would then fail to be quarantined.
+                TaggingDirective="REPLACE",
                 ContentType=source.content_type,
                 Metadata=metadata,
             )

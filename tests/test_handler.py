@@ -247,7 +247,7 @@ def test_object_deleted_before_processing_is_skipped(s3: Any, caplog: pytest.Log
 def test_too_large_upload_is_quarantined_by_server_side_copy(s3: Any, hostile_dir: Path, monkeypatch) -> None:
     monkeypatch.setenv("MAX_UPLOAD_BYTES", "1000")
     body = (hostile_dir / "sharp_Landscape_1.jpg").read_bytes()
-    put = s3.put_object(Bucket=UPLOADS, Key="big.jpg", Body=body, ContentType="image/jpeg")
+    put = s3.put_object(Bucket=UPLOADS, Key="big.jpg", Body=body, ContentType="image/jpeg", Tagging="team=photos")
 
     summary = app.handler(event_for("big.jpg", put["VersionId"]), FakeLambdaContext())
 
@@ -256,6 +256,8 @@ def test_too_large_upload_is_quarantined_by_server_side_copy(s3: Any, hostile_di
     assert kept["Body"].read() == body
     assert kept["Metadata"]["reason"] == "too_large"
     assert kept["Metadata"]["source-version-id"] == put["VersionId"]
+    # Tags are not copied: that would need tagging permissions the role does not have.
+    assert s3.get_object_tagging(Bucket=QUARANTINE, Key="big.jpg")["TagSet"] == []
     assert keys(s3, PROCESSED) == []
 
 
