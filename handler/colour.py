@@ -5,6 +5,13 @@ sRGB, so the embedded profile is converted away with LittleCMS rather than
 carried along, and a 3 KB profile is not repeated in every thumbnail.
 ImageCms is imported lazily: most uploads carry no profile, and the import
 costs cold-start time.
+
+Deep samples are scaled to 8 bits, never clipped. 16-bit containers (PNG, TIFF
+`I;16`) say their range; 32-bit integer and float samples (Pillow's `I` and `F`)
+do not in practice: TIFF's float convention is 0.0..1.0, but Pillow itself
+writes 8- and 16-bit data into 32-bit TIFFs (`convert("I")`, `convert("F")`).
+For those the range is the smallest of 1.0 (float only), 8, 16 and 32 bits that
+holds the brightest sample; signed 16-bit TIFF samples span 0..32767.
 """
 
 from __future__ import annotations
@@ -12,9 +19,10 @@ from __future__ import annotations
 import functools
 import io
 import logging
+import sys
 from typing import TYPE_CHECKING
 
-from PIL import Image
+from PIL import Image, ImageMath
 
 if TYPE_CHECKING:
     from PIL import ImageCms
@@ -22,18 +30,68 @@ if TYPE_CHECKING:
 LOG = logging.getLogger(__name__)
 
 WORKING_MODES = frozenset({"L", "LA", "RGB", "RGBA"})
-_DEEP_GREY_MODES = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N"})
+_SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 # Pillow pixel mode that each ICC profile colour space describes.
 _MODE_FOR_PROFILE_SPACE = {"RGB": "RGB", "GRAY": "L", "CMYK": "CMYK"}
+# TIFF tags that say how wide and how signed the samples are.
+_BITS_PER_SAMPLE = 258
+_SAMPLE_FORMAT = 339
+_SIGNED = 2
+_INT32_MAX = 2**31 - 1
+
+
+def _first(value: object) -> object:
+    return value[0] if isinstance(value, tuple) else value
+
+
+def _tiff_sample_layout(image: Image.Image) -> tuple[int, bool] | None:
+    """(bits, signed) of a TIFF's first sample, or None for other containers."""
+    tags = getattr(image, "tag_v2", None)
+    if tags is None or _BITS_PER_SAMPLE not in tags:
+        return None
+    return int(_first(tags[_BITS_PER_SAMPLE])), _first(tags.get(_SAMPLE_FORMAT, 1)) == _SIGNED  # type: ignore[call-overload]
+
+
+def _int32_to_eight_bit(image: Image.Image) -> Image.Image:
+    """Mode `I` (32-bit signed in Pillow) -> L, scaled from the range its samples use (see the module docstring)."""
+    layout = _tiff_sample_layout(image)
+    if layout == (16, True):
+        return image.point(lambda value: value * (255 / 32767)).convert("L")
+    low, high = image.getextrema()
+    if layout == (32, False) and (low < 0 or high > 65535):
+        # Unsigned 32-bit samples use their full range; those above 2**31 wrapped to negative in Pillow's
+        # signed `I`. Either way the top byte of each sample is the 8-bit value.
+        top = 3 if sys.byteorder == "little" else 0
+        return Image.frombytes("L", image.size, image.tobytes()[top::4])
+    maximum = next((m for m in (255, 65535) if high <= m), _INT32_MAX)
+    return image.point(lambda value: value * (255 / maximum)).convert("L")
+
+
+def _float_to_eight_bit(image: Image.Image) -> Image.Image:
+    """Mode `F` -> L, scaled from 1.0, 255 or 65535 (the smallest that holds the brightest sample), or its maximum."""
+    _, high = image.getextrema()
+    maximum = next((m for m in (1.0, 255.0, 65535.0) if high <= m), high)
+    return image.point(lambda value: value * (255 / maximum)).convert("L")
 
 
 def _to_eight_bit(image: Image.Image) -> Image.Image:
-    """Scale 16/32-bit grey and float frames to 8-bit L (Pillow's own convert clips at 255)."""
-    if image.mode in _DEEP_GREY_MODES:
+    """Scale 16/32-bit grey and float frames to 8-bit L, or LA when a tRNS value marks transparency.
+
+    Pillow's own convert clips at 255 instead of scaling.
+    """
+    if image.mode in _SIXTEEN_BIT_MODES:
         # 16-bit samples: 65535 -> 255, proportionally.
-        return image.convert("I").point(lambda value: value * (1 / 257)).convert("L")
-    # "F": float samples, by TIFF convention 0.0..1.0.
-    return image.point(lambda value: value * 255).convert("L")
+        wide = image.convert("I")
+        grey = wide.point(lambda value: value * (1 / 257)).convert("L")
+        transparent = image.info.get("transparency")
+        if not isinstance(transparent, int):
+            return grey
+        # PNG tRNS on 16-bit grey names one exact 16-bit value; compare before scaling, or neighbours vanish too.
+        alpha = ImageMath.lambda_eval(lambda args: (args["a"] != transparent) * 255, a=wide).convert("L")
+        return Image.merge("LA", (grey, alpha))
+    if image.mode == "I":
+        return _int32_to_eight_bit(image)
+    return _float_to_eight_bit(image)
 
 
 def _has_transparency(image: Image.Image) -> bool:
@@ -45,7 +103,7 @@ def to_working_mode(image: Image.Image) -> Image.Image:
     mode = image.mode
     if mode in WORKING_MODES and "transparency" not in image.info:
         return image
-    if mode in _DEEP_GREY_MODES or mode == "F":
+    if mode in _SIXTEEN_BIT_MODES or mode in ("I", "F"):
         return _to_eight_bit(image)
     if mode == "1":
         return image.convert("L")
@@ -91,10 +149,12 @@ def to_srgb(image: Image.Image, icc: bytes | None) -> Image.Image:
         return _without_profile(image)
     has_alpha = image.mode in ("LA", "RGBA")
     colour_mode = image.mode[:-1] if has_alpha else image.mode
+    from PIL import ImageCms  # noqa: PLC0415 - lazy: see module docstring
+
     try:
         transform, profile_mode = _transform_to_srgb(icc)
-    except (OSError, ValueError, TypeError) as exc:
-        # ImageCms.PyCMSError subclasses OSError.
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as exc:
+        # PyCMSError (not an OSError) when LittleCMS parses the header but cannot build a transform from the tags.
         LOG.warning("ignoring unusable ICC profile (%d bytes): %s", len(icc), exc)
         return _without_profile(image)
     if profile_mode != colour_mode and (profile_mode, colour_mode) != ("L", "RGB"):

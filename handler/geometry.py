@@ -3,16 +3,22 @@
 Everything is computed in the *stored* pixel grid (before orientation), so the
 pipeline can shrink first and rotate the small result last: rotating a 200 px
 thumbnail is cheap, rotating a 12 MP frame is not.
+
+No variant is planned larger than its codec can store (`CODEC_MAX_SIDE`): a
+full-size WebP of a 20000x1 panorama is scaled down to 16383 px wide, keeping
+its aspect, and logged; the alternative is an encoder error for an upload that
+is perfectly valid.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 
 from PIL import ExifTags, Image
 
-from handler.variants import VariantSpec
+from handler.variants import CODEC_MAX_SIDE, VariantSpec
 
 LOG = logging.getLogger(__name__)
 
@@ -27,20 +33,38 @@ TRANSPOSE_FOR_ORIENTATION: dict[int, Image.Transpose] = {
     8: Image.Transpose.ROTATE_90,
 }
 _SWAPS_AXES = frozenset({5, 6, 7, 8})
+_XMP_ORIENTATION = re.compile(rb"tiff:Orientation(?:=[\"']|>)\s*(\d+)")
+
+
+def _xmp_orientation(image: Image.Image) -> int | None:
+    """`tiff:Orientation` from the XMP packet (attribute or element form), or None."""
+    for key in ("xmp", "XML:com.adobe.xmp"):
+        packet = image.info.get(key)
+        if isinstance(packet, str):
+            packet = packet.encode()
+        if isinstance(packet, bytes) and (match := _XMP_ORIENTATION.search(packet)):
+            return int(match[1])
+    return None
 
 
 def read_orientation(image: Image.Image) -> int:
-    """EXIF orientation 1..8 (Pillow's getexif also reads XMP's `tiff:Orientation`); 1 when absent.
+    """EXIF orientation 1..8, else XMP's `tiff:Orientation`; 1 when absent.
 
-    Damaged EXIF must not sink an otherwise good photo: it is logged and treated as upright.
+    Pillow's getexif also falls back to XMP, but not once a TIFF is decoded (it
+    reloads the tags then), so the XMP packet is read here too. Damaged EXIF must
+    not sink an otherwise good photo: it is logged and treated as absent.
     """
     try:
-        value = image.getexif().get(ExifTags.Base.Orientation, 1)
+        value = image.getexif().get(ExifTags.Base.Orientation)
     except (SyntaxError, ValueError, OSError, TypeError, KeyError, IndexError) as exc:
-        LOG.warning("unreadable EXIF, treating image as upright: %s", exc)
+        LOG.warning("unreadable EXIF, ignoring it: %s", exc)
+        value = None
+    if value is None:
+        value = _xmp_orientation(image)
+    if value is None:
         return 1
     if value not in range(1, 9):
-        LOG.warning("EXIF orientation %r is not 1..8, treating image as upright", value)
+        LOG.warning("orientation %r is not 1..8, treating image as upright", value)
         return 1
     return int(value)
 
@@ -59,14 +83,31 @@ class Plan:
         return self.stored_size[0] * self.stored_size[1]
 
 
+def _box_and_fit(spec: VariantSpec, source_size: tuple[int, int]) -> tuple[tuple[int, int] | None, str]:
+    """The box (None: keep the source size) and fit to plan with: the spec's, shrunk to what its codec stores."""
+    limit = CODEC_MAX_SIDE[spec.format]
+    box, fit = spec.box, spec.fit
+    if box is None:
+        if max(source_size) <= limit:
+            return None, fit
+        box, fit = (limit, limit), "inside"
+    elif max(box) > limit:
+        scale = limit / max(box)
+        box = (max(1, min(limit, round(box[0] * scale))), max(1, min(limit, round(box[1] * scale))))
+    else:
+        return box, fit
+    LOG.warning("variant %r: %s stores at most %d px a side; planned within %dx%d", spec.name, spec.format, limit, *box)
+    return box, fit
+
+
 def plan_variant(source_size: tuple[int, int], spec: VariantSpec, orientation: int) -> Plan:
     """Size (and crop) of `spec` for a stored frame of `source_size` shown with `orientation`."""
     width, height = source_size
-    box = spec.box
+    box, fit = _box_and_fit(spec, source_size)
     if box is None:
         return Plan((width, height), None)
     box_w, box_h = (box[1], box[0]) if orientation in _SWAPS_AXES else box
-    if spec.fit == "inside":
+    if fit == "inside":
         scale = min(box_w / width, box_h / height)
         if scale >= 1:
             return Plan((width, height), None)

@@ -75,8 +75,18 @@ _RESIZE_BANDS = 2
 _RESAMPLE = Image.Resampling.LANCZOS
 # Relative encode cost per pixel, to start the slowest encodes first.
 _CODEC_COST = {"avif": 8, "png": 4, "webp": 4, "jpeg": 1}
-# Exceptions Pillow's decoders raise on damaged data.
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, TypeError, KeyError)
+# Exceptions Pillow's decoders raise on damaged data (libavif's failures surface as RuntimeError).
+_DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    struct.error,
+    IndexError,
+    TypeError,
+    KeyError,
+    RuntimeError,
+)
 
 _heif_lock = threading.Lock()
 _heif_registered = False
@@ -151,6 +161,13 @@ def _open(data: bytes, pixel_limit: int) -> Image.Image:
     """Parse only the header, with the allowlisted decoders; enforce the pixel limit."""
     if not data:
         raise Rejected("not_an_image", "empty upload (0 bytes)")
+    declared = sniff.declared_size(data)
+    if declared is not None and declared[0] * declared[1] > pixel_limit:
+        width, height = declared
+        raise Rejected(
+            "too_many_pixels",
+            f"header declares {width}x{height} = {width * height} pixels, exceeds the limit {pixel_limit}",
+        )
     heif = sniff.is_heif_container(data)
     if heif:
         _ensure_heif_plugin()
@@ -307,9 +324,9 @@ def render(
     if len(data) > max_bytes:
         raise Rejected("too_large", f"{len(data)} bytes exceeds the limit {max_bytes}")
     image = _open(data, pixel_limit)
-    original_size = image.size
     if image.format in ("JPEG", "MPO"):
         # EXIF sits in the header: plan with it, then let the decoder shrink on load.
+        original_size = image.size
         orientation = read_orientation(image)
         plans = [plan_variant(original_size, spec, orientation) for spec in specs]
         draft_size = _draft_size(original_size, plans)
@@ -317,8 +334,11 @@ def render(
             image.draft(None, draft_size)
         _decode(image)
     else:
-        # Other containers may carry EXIF after the pixels (PNG eXIf): decode first.
+        # Other containers may carry EXIF after the pixels (PNG eXIf): decode first. Pillow's TIFF decoder
+        # also turns the pixels upright itself (and drops the tag), even for an XMP-only orientation its
+        # header size did not announce: the frame's size is known only now.
         _decode(image)
+        original_size = image.size
         orientation = read_orientation(image)
         plans = [plan_variant(original_size, spec, orientation) for spec in specs]
     LOG.debug("decoded %s %s %s at %s", image.format, image.mode, original_size, image.size)

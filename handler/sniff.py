@@ -1,12 +1,16 @@
 """Content sniffing: which container the bytes are, judged from magic numbers alone.
 
-Pure bytes in, labels out: nothing here parses an image. The pipeline uses it to
-(a) load the HEIF plugin only for HEIF containers and (b) tell a damaged upload of
+Pure bytes in, labels out: nothing here decodes pixels. The pipeline uses it to
+(a) load the HEIF plugin only for HEIF containers, (b) tell a damaged upload of
 an accepted format (`corrupt`) from a real image in a format we refuse
-(`unsupported_format`) and from data that is no image at all (`not_an_image`).
+(`unsupported_format`) and from data that is no image at all (`not_an_image`),
+and (c) read the frame size of containers whose decoders would fail or allocate
+on a huge one before Pillow could report it (`declared_size`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 # Pillow plugin names we let decode uploads. JPEG covers MPO (Pillow's JPEG factory
 # returns MPO images), PNG covers APNG; HEIF is provided by pi-heif.
@@ -92,4 +96,66 @@ def other_image_format(data: bytes) -> str | None:
     text_head = data[:512].lstrip().lower()
     if text_head.startswith(b"<svg") or (text_head.startswith(b"<?xml") and b"<svg" in text_head):
         return "SVG"
+    return None
+
+
+def _webp_size(data: bytes) -> tuple[int, int] | None:
+    """Canvas (VP8X) or frame (VP8, VP8L) size from the first chunk of a WebP."""
+    kind, payload = data[12:16], data[20:30]
+    if kind == b"VP8X" and len(payload) >= 10:
+        return int.from_bytes(payload[4:7], "little") + 1, int.from_bytes(payload[7:10], "little") + 1
+    if kind == b"VP8 " and len(payload) >= 10 and payload[3:6] == b"\x9d\x01\x2a":
+        return int.from_bytes(payload[6:8], "little") & 0x3FFF, int.from_bytes(payload[8:10], "little") & 0x3FFF
+    if kind == b"VP8L" and len(payload) >= 5 and payload[0] == 0x2F:
+        bits = int.from_bytes(payload[1:5], "little")
+        return (bits & 0x3FFF) + 1, (bits >> 14 & 0x3FFF) + 1
+    return None
+
+
+def _boxes(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
+    """(type, payload start, payload end) of the ISO-BMFF boxes in data[start:end]; stops at the first bad size."""
+    while start + 8 <= end:
+        size, kind = int.from_bytes(data[start : start + 4], "big"), data[start + 4 : start + 8]
+        header = 8
+        if size == 1 and start + 16 <= end:
+            size, header = int.from_bytes(data[start + 8 : start + 16], "big"), 16
+        elif size == 0:
+            size = end - start
+        if size < header or start + size > end:
+            return
+        yield kind, start + header, start + size
+        start += size
+
+
+def _child(data: bytes, start: int, end: int, kind: bytes) -> tuple[int, int] | None:
+    return next(((s, e) for k, s, e in _boxes(data, start, end) if k == kind), None)
+
+
+def _iso_bmff_size(data: bytes) -> tuple[int, int] | None:
+    """The largest image spatial extent (`meta/iprp/ipco/ispe`) a HEIF or AVIF declares: the primary image or grid."""
+    meta = _child(data, 0, len(data), b"meta")
+    iprp = meta and _child(data, meta[0] + 4, meta[1], b"iprp")  # meta is a full box: skip version and flags
+    ipco = iprp and _child(data, iprp[0], iprp[1], b"ipco")
+    if not ipco:
+        return None
+    sizes = [
+        (int.from_bytes(data[s + 4 : s + 8], "big"), int.from_bytes(data[s + 8 : s + 12], "big"))
+        for kind, s, e in _boxes(data, *ipco)
+        if kind == b"ispe" and e - s >= 12
+    ]
+    return max(sizes, key=lambda size: size[0] * size[1], default=None)
+
+
+def declared_size(data: bytes) -> tuple[int, int] | None:
+    """Frame size a WebP, AVIF or HEIF header declares, read without a decoder; None for other containers.
+
+    These decoders parse the whole structure when the file is opened, and refuse
+    (or allocate for) a frame beyond their own limits before Pillow could report
+    its size: the pixel limit must be applied to the header first.
+    """
+    container = accepted_container(data)
+    if container == "WEBP":
+        return _webp_size(data)
+    if container in ("AVIF", "HEIF"):
+        return _iso_bmff_size(data)
     return None

@@ -26,6 +26,13 @@ CONTENT_TYPES: dict[str, str] = {
 }
 LOSSY_FORMATS = frozenset({"jpeg", "webp", "avif"})
 MAX_DIMENSION = 16384
+CODEC_MAX_SIDE: dict[str, int] = {
+    "jpeg": 65500,  # libjpeg's JPEG_MAX_DIMENSION
+    "webp": 16383,  # the 14-bit size fields of VP8/VP8L
+    "avif": 32768,  # libavif encodes more, but its decoder (ours, browsers') refuses larger by default
+    "png": 2**31 - 1,  # the PNG specification
+}
+"""Largest side each codec stores: a box above it is refused here, a larger full-size output is scaled into it."""
 # Names become the first segment of output keys; reserved names would collide with
 # the quarantine location or read as path tricks.
 RESERVED_NAMES = frozenset({"quarantine"})
@@ -130,6 +137,9 @@ def spec_from_mapping(raw: Mapping[str, Any], where: str = "variant") -> Variant
         raise VariantError(f"{where}.quality: {fmt} is lossless and takes no quality, got {quality!r}")
     width = _positive_int(where, "width", raw.get("width"))
     height = _positive_int(where, "height", raw.get("height"))
+    for field, value in (("width", width), ("height", height)):
+        if value is not None and value > CODEC_MAX_SIDE[fmt]:
+            raise VariantError(f"{where}.{field}: {fmt} stores at most {CODEC_MAX_SIDE[fmt]} px a side, got {value}")
     if (width is None) != (height is None):
         raise VariantError(f"{where}: width and height must be set together, got {width}x{height}")
     fit = raw.get("fit", "inside")

@@ -56,6 +56,10 @@ def test_explicit_list_gets_defaults() -> None:
         ([{"name": "a", "format": "png", "width": 0, "height": 10}], "width: must be 1..16384, got 0"),
         ([{"name": "a", "format": "png", "width": -5, "height": 10}], "got -5"),
         ([{"name": "a", "format": "png", "width": 10}], "width and height must be set together"),
+        (
+            [{"name": "w", "format": "webp", "width": 100, "height": 16384}],
+            "'w'.height: webp stores at most 16383 px a side, got 16384",
+        ),
         ([{"name": "a", "format": "png", "fit": "cover"}], "'cover' needs width and height"),
         ([{"name": "a", "format": "png", "fit": "stretch", "width": 1, "height": 1}], "fit: must be one of"),
         ([{"name": "A B", "format": "png"}], "name: must match"),
