@@ -332,11 +332,39 @@ def is_wildcard_action(action: str) -> bool:
     return action == "*" or action.endswith(":*")
 
 
+_TYPED_RESOURCE = re.compile(r"^([A-Za-z][A-Za-z0-9-]*)([:/])(.*)$", re.DOTALL)
+
+
+def _has_wildcard(text: str) -> bool:
+    return "*" in text or "?" in text
+
+
 def is_wildcard_resource(resource: str) -> bool:
-    """`*`, or an ARN whose resource part is `*` (`arn:aws:s3:::*`, `arn:aws:logs:us-east-1:123:*`)."""
-    if resource == "*":
+    """Does this resource reach more than one named resource? Wildcards may only narrow *within* one.
+
+    Region and account must be literal. The named resource must be literal: an S3 bucket
+    (`arn:aws:s3:::bucket/*` is that bucket's objects), or the name after a resource type
+    (`log-group:NAME:*` is one group's streams, `table/NAME/index/*` one table's indexes), or an
+    untyped name (`arn:aws:sqs:...:queue`). So `log-group:*`, `arn:aws:s3:::photos-*` and
+    `arn:aws:sqs:*:123456789012:q` are wildcards. IAM paths are not told from names
+    (`role/service-role/*` passes).
+    """
+    if _has_wildcard(resource) and not resource.startswith("arn:"):
         return True
-    return resource.startswith("arn:") and resource.split(":", 5)[-1] in {"*", "*/*"}
+    parts = resource.split(":", 5)
+    if len(parts) < 6:
+        return False  # not an ARN IAM would match anything with
+    _, _, service, region, account, name = parts
+    if _has_wildcard(region) or _has_wildcard(account) or not name:
+        return True
+    if service == "s3":
+        return _has_wildcard(name.split("/", 1)[0])
+    typed = _TYPED_RESOURCE.match(name)
+    if typed is None:
+        return _has_wildcard(name)
+    _, delimiter, rest = typed.groups()
+    named = rest.split(delimiter, 1)[0]
+    return not named or _has_wildcard(named)
 
 
 def wildcard_problems(document: Any, allowed_star_resource_actions: Iterable[str]) -> list[str]:
@@ -881,7 +909,7 @@ POLICIES: list[Policy] = [
     StackValidationPolicy(
         name="iam-no-wildcards",
         description="IAM policies on roles (inline, RolePolicy, attached) allow no '*' or 'service:*' action "
-        "and no '*' resource.",
+        "and no resource wildcard reaching more than one named resource.",
         validate=validate_no_iam_wildcards,
         severity=Severity.HIGH,
         config_schema=_schema(

@@ -17,7 +17,7 @@ import pytest
 
 from local.program import ProgramRun, Registration
 from policy.harness import PackResult, Violation, evaluate
-from policy.rules import POLICIES
+from policy.rules import POLICIES, is_wildcard_resource
 from tests.pulumi_mocks import run_stack
 
 BUCKET = "aws:s3/bucket:Bucket"
@@ -379,6 +379,44 @@ def test_arn_with_a_wildcard_resource_part(dev: ProgramRun) -> None:
     any_bucket = {"Sid": "AnyBucket", "Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::*"}
     rewrite_policy(role_policy, lambda doc: doc["Statement"].append(any_bucket))
     assert_fires(evaluate(resources), "iam-no-wildcards", role_policy, "resource 'arn:aws:s3:::*'")
+
+
+@pytest.mark.parametrize(
+    ("resource", "wildcard"),
+    [
+        ("*", True),
+        ("arn:aws:s3:::*", True),
+        ("arn:aws:s3:::*/*", True),
+        ("arn:aws:s3:::photos-*/*", True),
+        ("arn:aws:s3:::photos-upload-1a2b", False),
+        ("arn:aws:s3:::photos-upload-1a2b/*", False),
+        ("arn:aws:s3:::photos-upload-1a2b/incoming/*.jpg", False),
+        ("arn:aws:logs:us-east-1:123456789012:*", True),
+        ("arn:aws:logs:us-east-1:123456789012:log-group:*", True),
+        ("arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/*", True),
+        ("arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/resize:*", False),
+        ("arn:aws:logs:*:123456789012:log-group:/aws/lambda/resize:*", True),
+        ("arn:aws:sqs:us-east-1:*:dead-letters", True),
+        ("arn:aws:sqs:us-east-1:123456789012:dead-*", True),
+        ("arn:aws:sqs:us-east-1:123456789012:dead-letters", False),
+        ("arn:aws:dynamodb:us-east-1:123456789012:table/*", True),
+        ("arn:aws:dynamodb:us-east-1:123456789012:table/Photos/index/*", False),
+        ("arn:aws:kms:us-east-1:123456789012:alias/*", True),
+        ("arn:aws:lambda:us-east-1:123456789012:function:resize:*", False),
+        ("arn:aws:lambda:us-east-1:123456789012:function:res?ze", True),
+    ],
+)
+def test_a_wildcard_resource_reaches_more_than_one_named_resource(resource: str, wildcard: bool) -> None:
+    assert is_wildcard_resource(resource) is wildcard
+
+
+def test_partial_wildcard_over_log_groups_fires(dev: ProgramRun) -> None:
+    resources = resources_of(dev)
+    role_policy = named(resources, ROLE_POLICY, "function-policy")
+    any_group = "arn:aws:logs:us-east-1:123456789012:log-group:*"
+    logs = {"Sid": "AnyGroup", "Effect": "Allow", "Action": "logs:PutLogEvents", "Resource": any_group}
+    rewrite_policy(role_policy, lambda doc: doc["Statement"].append(logs))
+    assert_fires(evaluate(resources), "iam-no-wildcards", role_policy, f"resource {any_group!r}")
 
 
 def test_star_resource_for_actions_that_only_support_it_is_allowed(dev: ProgramRun) -> None:
