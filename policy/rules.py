@@ -308,14 +308,37 @@ def is_public_principal(principal: Any) -> bool:
     return False
 
 
+_EVERY_ADDRESS = frozenset({"0.0.0.0/0", "::/0"})
+_PINNING_OPERATORS = frozenset(
+    {"stringequals", "stringequalsignorecase", "stringlike", "arnequals", "arnlike", "ipaddress"}
+)
+
+
+def _fixed_values(values: Any) -> bool:
+    """S3 counts a condition as restricting only with fixed values: no wildcard, no policy variable."""
+    listed = items(values)
+    return bool(listed) and all(
+        isinstance(v, str) and v and not any(c in v for c in ("*", "?", "${")) and v not in _EVERY_ADDRESS
+        for v in listed
+    )
+
+
 def has_restricting_condition(statement: Mapping[str, Any]) -> bool:
+    """A condition pinning one of `RESTRICTING_CONDITION_KEYS` to fixed values, with a positive operator.
+
+    `StringNotEquals`/`NotIpAddress` exclude some callers and admit everyone else, `...IfExists` and
+    `ForAllValues:` pass requests that lack the key, and `Null`/`Bool` pin no value, so none restricts.
+    """
     condition = statement.get("Condition")
     if not isinstance(condition, dict):
         return False
-    for operator_block in condition.values():
-        keys = operator_block if isinstance(operator_block, dict) else {}
-        if any(key.lower() in RESTRICTING_CONDITION_KEYS for key in keys):
-            return True
+    for operator, operator_block in condition.items():
+        name = str(operator).lower().removeprefix("foranyvalue:")
+        if name not in _PINNING_OPERATORS or not isinstance(operator_block, dict):
+            continue
+        for key, values in operator_block.items():
+            if str(key).lower() in RESTRICTING_CONDITION_KEYS and _fixed_values(values):
+                return True
     return False
 
 

@@ -295,6 +295,47 @@ def test_public_principal_pinned_by_a_condition_is_not_public(dev: ProgramRun) -
     assert evaluate(resources).violations == []
 
 
+@pytest.mark.parametrize(
+    "condition",
+    [
+        {"StringLike": {"aws:SourceArn": "arn:aws:cloudfront::123456789012:distribution/*"}},
+        {"StringEquals": {"aws:SourceAccount": "*"}},
+        {"StringEquals": {"aws:PrincipalArn": "${aws:username}"}},
+        {"StringNotEquals": {"aws:SourceAccount": "123456789012"}},
+        {"StringEqualsIfExists": {"aws:SourceAccount": "123456789012"}},
+        {"IpAddress": {"aws:SourceIp": ["203.0.113.0/24", "0.0.0.0/0"]}},
+        {"Null": {"aws:SourceVpce": "false"}},
+        {"ForAllValues:StringEquals": {"aws:SourceVpce": "vpce-1a2b3c4d"}},
+    ],
+    ids=[
+        "wildcard-arn",
+        "any-account",
+        "policy-variable",
+        "negated",
+        "if-exists",
+        "every-address",
+        "null-check",
+        "for-all-values",
+    ],
+)
+def test_public_principal_with_a_condition_that_pins_nothing_is_public(
+    dev: ProgramRun, condition: dict[str, Any]
+) -> None:
+    resources = resources_of(dev)
+    policy = named(resources, BUCKET_POLICY, "processed-tls-only")
+    arn = named(resources, BUCKET, "processed").state["arn"]
+    loose = {
+        "Sid": "Loose",
+        "Effect": "Allow",
+        "Principal": "*",
+        "Action": "s3:GetObject",
+        "Resource": f"{arn}/*",
+        "Condition": condition,
+    }
+    rewrite_policy(policy, lambda doc: doc["Statement"].append(loose))
+    assert_fires(evaluate(resources), "s3-no-public-grants", policy, "Loose")
+
+
 def test_public_canned_acl(dev: ProgramRun) -> None:
     resources = resources_of(dev)
     bucket = named(resources, BUCKET, "upload")
