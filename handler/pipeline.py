@@ -3,7 +3,9 @@
 Order of work, chosen so every pixel is touched as few times as possible:
 
 1. refuse oversized bytes, sniff the container, open the header with an allowlist
-   of decoders only, and refuse too many pixels before anything is decoded;
+   of decoders only, and refuse too many pixels and a container cut short (even
+   after the frame we render: its chunks, blocks, pages or declared images are
+   walked, never its pixels) before anything is decoded;
 2. plan every variant's size in the stored pixel grid, and let JPEG decode at
    1/2, 1/4 or 1/8 scale (`draft`) when that still leaves every variant
    `_DRAFT_HEADROOM` times the pixels it needs;
@@ -158,7 +160,7 @@ def _classify_unidentified(data: bytes) -> Rejected:
 
 
 def _open(data: bytes, pixel_limit: int) -> Image.Image:
-    """Parse only the header, with the allowlisted decoders; enforce the pixel limit."""
+    """Parse only the header, with the allowlisted decoders; enforce the pixel limit and a whole container."""
     if not data:
         raise Rejected("not_an_image", "empty upload (0 bytes)")
     declared = sniff.declared_size(data)
@@ -185,6 +187,9 @@ def _open(data: bytes, pixel_limit: int) -> Image.Image:
         raise Rejected("too_many_pixels", f"{width}x{height} = {width * height} pixels exceeds the limit {pixel_limit}")
     if width < 1 or height < 1:
         raise Rejected("corrupt", f"header declares an empty frame {width}x{height}")
+    missing = sniff.truncation(data)
+    if missing is not None:
+        raise Rejected("corrupt", missing)
     return image
 
 

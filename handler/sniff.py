@@ -1,16 +1,25 @@
-"""Content sniffing: which container the bytes are, judged from magic numbers alone.
+"""Content sniffing: which container the bytes are, and whether it is whole, judged from headers alone.
 
 Pure bytes in, labels out: nothing here decodes pixels. The pipeline uses it to
 (a) load the HEIF plugin only for HEIF containers, (b) tell a damaged upload of
 an accepted format (`corrupt`) from a real image in a format we refuse
 (`unsupported_format`) and from data that is no image at all (`not_an_image`),
-and (c) read the frame size of containers whose decoders would fail or allocate
-on a huge one before Pillow could report it (`declared_size`).
+(c) read the frame size of containers whose decoders would fail or allocate
+on a huge one before Pillow could report it (`declared_size`), and (d) find
+uploads cut short after the frame we render (`truncation`): decoders read only
+the first frame and are content when it is intact.
 """
 
 from __future__ import annotations
 
+import array
+import logging
+import operator
+import struct
+import sys
 from collections.abc import Iterator
+
+LOG = logging.getLogger(__name__)
 
 # Pillow plugin names we let decode uploads. JPEG covers MPO (Pillow's JPEG factory
 # returns MPO images), PNG covers APNG; HEIF is provided by pi-heif.
@@ -159,3 +168,287 @@ def declared_size(data: bytes) -> tuple[int, int] | None:
     if container in ("AVIF", "HEIF"):
         return _iso_bmff_size(data)
     return None
+
+
+# --- structural completeness -------------------------------------------------------------------------------
+
+_MAX_WALK_STEPS = 1_000_000
+"""Chunks, blocks, boxes or IFD entries walked per upload at most: about half a second of Python. Real encoders
+stay far below it at the 50 MiB upload limit (libpng writes 8 KiB IDAT chunks, GIF encoders 255-byte sub-blocks:
+some 200,000); a file beyond it is pathological rather than cut, and is left unchecked instead of walked for seconds."""
+
+_MAX_TIFF_PAGES = 10_000
+"""IFDs walked at most (they are remembered, to stop at a loop): fax and scan documents have hundreds of pages."""
+
+_PNG_CHUNK = struct.Struct(">I4s")
+_BMFF_BOX = struct.Struct(">I4s")
+_TIFF_PIXEL_TAGS = {273: "StripOffsets", 279: "StripByteCounts", 324: "TileOffsets", 325: "TileByteCounts"}
+_TIFF_ARRAY_TYPES = {3: "H", 4: "I", 16: "Q"}  # SHORT, LONG, LONG8 (BigTIFF)
+# Bytes per value, indexed by TIFF 6.0 / BigTIFF field type (1 BYTE .. 13 IFD, 16 LONG8 .. 18 IFD8); 0: a type
+# readers skip.
+_TIFF_TYPE_SIZES = (0, 1, 1, 2, 4, 8, 1, 1, 2, 4, 8, 4, 8, 4, 0, 0, 8, 8, 8)
+
+
+class _WalkTooLongError(Exception):
+    """The structure has more parts than we walk; says how many and where the walk stopped."""
+
+    def __init__(self, offset: int, limit: str | None = None) -> None:
+        super().__init__(f"more than {limit or f'{_MAX_WALK_STEPS} parts'}, stopped at offset {offset}")
+
+
+def _png_missing(data: bytes) -> str | None:
+    """Chunk headers from the signature to IEND; CRCs are left to the decoder, which checks the chunks it reads."""
+    end, pos = len(data), 8
+    for _ in range(_MAX_WALK_STEPS):
+        if pos == end:
+            return f"no IEND chunk: the file ends at offset {end} with a whole chunk"
+        if pos + 12 > end:
+            return f"no IEND chunk: the file ends {end - pos} bytes into the chunk header at offset {pos}"
+        length, kind = _PNG_CHUNK.unpack_from(data, pos)
+        if pos + 12 + length > end:
+            name = kind.decode("latin-1")
+            return f"{name!r} chunk at offset {pos} needs {12 + length} bytes, the file ends {end - pos} bytes into it"
+        if kind == b"IEND":
+            return None
+        pos += 12 + length
+    raise _WalkTooLongError(pos)
+
+
+def _gif_colour_table(flags: int) -> int:
+    return 3 << ((flags & 7) + 1) if flags & 0x80 else 0
+
+
+def _gif_missing(data: bytes) -> str | None:
+    """Blocks from the logical screen descriptor to the trailer (0x3B); a cut inside any block is truncation.
+
+    Tolerated, as browsers do: a file that ends right after a whole image without the trailer (common in the
+    wild, and nothing of the image is missing), and junk after the last block (the walk stops at a byte that
+    starts no block, as at a trailer).
+    """
+    end = len(data)
+    if end < 13:
+        return f"the logical screen descriptor needs 13 bytes, the file has {end}"
+    pos, last, steps = 13 + _gif_colour_table(data[10]), "header", 0
+    while pos < end:
+        start = pos
+        if data[pos] == 0x21:
+            what, pos = "extension", pos + 2
+        elif data[pos] == 0x2C:
+            what = "image"
+            pos += 11 + (_gif_colour_table(data[pos + 9]) if pos + 10 <= end else 0)
+        else:
+            return None
+        while pos < end and data[pos]:  # data sub-blocks, each led by its length; a zero length ends the block
+            pos += data[pos] + 1
+            steps += 1
+            if steps > _MAX_WALK_STEPS:
+                raise _WalkTooLongError(pos)
+        if pos >= end:
+            return f"{what} block at offset {start} needs at least {pos + 1 - start} bytes, {end - start} are left"
+        pos += 1
+        last = what
+    if last == "image":
+        return None
+    return f"the file ends at offset {end} after the {last}, without an image or the trailer (0x3B)"
+
+
+def _mp_index(data: bytes) -> tuple[int, bytes] | None:
+    """(offset of its endianness marker, content) of the last APP2 'MPF' segment before the scan, as Pillow reads it."""
+    end, pos, found = len(data), 2, None
+    for _ in range(_MAX_WALK_STEPS):
+        if pos + 4 > end or data[pos] != 0xFF:
+            return found
+        marker = data[pos + 1]
+        if marker in (0xD9, 0xDA):  # end of image, start of scan: no more header segments
+            return found
+        if marker == 0xFF:  # fill byte
+            pos += 1
+        elif marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
+            pos += 2
+        else:
+            length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+            if marker == 0xE2 and data[pos + 4 : pos + 8] == b"MPF\0":
+                found = (pos + 8, data[pos + 8 : pos + 2 + length])
+            pos += 2 + length
+    raise _WalkTooLongError(pos)
+
+
+def _mpo_missing(data: bytes) -> str | None:
+    """Every further image the MP index (CIPA DC-007) declares, and that is present, must lie within the file.
+
+    Entry offsets count from the index's endianness marker. The first image is the JPEG being decoded,
+    and its decoder notices a cut. A declared image that starts at or past the end of the file, or
+    with no JPEG marker where it should start, is a stale index (tools that re-save the primary image
+    copy its metadata), not a cut: the file renders as the plain JPEG it is. Bytes after the last image
+    are allowed; an index that cannot be read is left alone, as Pillow then reads the file as a plain JPEG.
+    """
+    index = _mp_index(data)
+    if index is None or index[1][:4] not in (b"II*\0", b"MM\0*"):
+        return None
+    base, mp = index
+    order = "<" if mp[:2] == b"II" else ">"
+    try:
+        ifd = struct.unpack_from(order + "I", mp, 4)[0]
+        count = struct.unpack_from(order + "H", mp, ifd)[0]
+        raw_fields = struct.iter_unpack(order + "HHI4s", mp[ifd + 2 :][: 12 * count])
+        fields = {tag: (kind, value) for tag, kind, _, value in raw_fields}
+        kind, value = fields[0xB001]
+        images = struct.unpack_from(order + ("H" if kind == 3 else "I"), value)[0]
+        at = struct.unpack(order + "I", fields[0xB002][1])[0]
+        entries = list(struct.iter_unpack(order + "IIIHH", mp[at : at + 16 * images]))
+    except (struct.error, KeyError):
+        return None
+    for number, (_, size, offset, _, _) in enumerate(entries[1:], 2):
+        start = base + offset
+        if data[start : start + 2] != b"\xff\xd8":
+            LOG.debug("MP index: image %d of %d is not at offset %d; a stale index, ignored", number, images, start)
+            continue
+        if start + size > len(data):
+            return (
+                f"the MP index declares image {number} of {images} at offset {start} with {size} bytes, "
+                f"ending at {start + size}, but the file ends at {len(data)}"
+            )
+    return None
+
+
+def _tiff_missing(data: bytes) -> str | None:
+    """Every page's IFD, every value it stores out of line, and every strip or tile it points to lie within the file.
+
+    The IFD chain is walked to its end, to a loop or to `_MAX_TIFF_PAGES`, one step per IFD entry; strip and
+    tile offsets and byte counts are read into arrays and added in C, one step per strip or tile. Sub-IFDs
+    (EXIF, GPS) are not walked.
+    """
+    end = len(data)
+    order = "<" if data[:2] == b"II" else ">"
+    big = data[2:4] in (b"+\0", b"\0+")
+    offset = struct.Struct(order + ("Q" if big else "I"))
+    counter = struct.Struct(order + ("Q" if big else "H"))
+    entry = order + ("HHQ8s" if big else "HHI4s")
+    entry_size = struct.calcsize(entry)
+    if end < 8 + 8 * big:
+        return f"the header needs {8 + 8 * big} bytes, the file has {end}"
+    ifd, seen, steps = offset.unpack_from(data, 4 + 4 * big)[0], set(), 0
+    while ifd and ifd not in seen:
+        seen.add(ifd)
+        page = len(seen)
+        if page > _MAX_TIFF_PAGES:
+            raise _WalkTooLongError(ifd, f"{_MAX_TIFF_PAGES} pages")
+        if ifd + counter.size > end:
+            return f"page {page}'s IFD is declared at offset {ifd}, the file ends at {end}"
+        entries = counter.unpack_from(data, ifd)[0]
+        steps += entries + 1
+        if steps > _MAX_WALK_STEPS:
+            raise _WalkTooLongError(ifd)
+        ifd_end = ifd + counter.size + entries * entry_size + offset.size
+        if ifd_end > end:
+            needed, left = ifd_end - ifd, end - ifd
+            return f"page {page}'s IFD at offset {ifd} has {entries} entries in {needed} bytes, {left} are left"
+        arrays: dict[int, array.array[int]] = {}
+        for tag, kind, count, value in struct.iter_unpack(entry, data[ifd + counter.size : ifd_end - offset.size]):
+            size = count * _TIFF_TYPE_SIZES[kind] if kind < len(_TIFF_TYPE_SIZES) else 0
+            at = offset.unpack(value)[0] if size > offset.size else None
+            if at is not None and at + size > end:
+                name = _TIFF_PIXEL_TAGS.get(tag, f"tag {tag}")
+                return f"page {page}'s {name} ({count} values, {size} bytes) at offset {at} runs past the end at {end}"
+            if tag in _TIFF_PIXEL_TAGS and kind in _TIFF_ARRAY_TYPES:
+                steps += count
+                if steps > _MAX_WALK_STEPS:
+                    raise _WalkTooLongError(ifd)
+                raw = value[:size] if at is None else data[at : at + size]
+                arrays[tag] = _tiff_array(_TIFF_ARRAY_TYPES[kind], order, raw)
+        for offsets_tag, counts_tag, part in ((273, 279, "strip"), (324, 325, "tile")):
+            starts, sizes = arrays.get(offsets_tag, ()), arrays.get(counts_tag, ())
+            if max(map(operator.add, starts, sizes), default=0) > end:
+                i = next(i for i, (o, n) in enumerate(zip(starts, sizes, strict=False)) if o + n > end)
+                return (
+                    f"page {page}'s {part} {i + 1} of {len(starts)} at offset {starts[i]} with {sizes[i]} bytes "
+                    f"ends at {starts[i] + sizes[i]}, the file ends at {end}"
+                )
+        ifd = offset.unpack_from(data, ifd_end - offset.size)[0]
+    return None
+
+
+def _tiff_array(code: str, order: str, raw: bytes) -> array.array[int]:
+    """A field's values, 2-8 bytes each instead of a Python int each: a page may have a million strips."""
+    values = array.array(code, raw)
+    if (order == "<") != (sys.byteorder == "little"):
+        values.byteswap()
+    return values
+
+
+def _bmp_missing(data: bytes) -> str | None:
+    """An RLE pixel array must be as long as the header declares it.
+
+    Pillow's RLE decoder stops once every row is filled, so a file cut in its last end-of-line and
+    end-of-bitmap codes renders; an uncompressed array it refuses itself when short.
+    """
+    if len(data) < 38 or int.from_bytes(data[14:18], "little") < 40:  # the OS/2 core header has no compression
+        return None
+    offset = int.from_bytes(data[10:14], "little")
+    compression, size = struct.unpack_from("<II", data, 30)
+    if compression not in (1, 2) or offset + size <= len(data):
+        return None
+    rle, left = 8 if compression == 1 else 4, len(data) - offset
+    return f"RLE{rle} pixel data at offset {offset} declares {size} bytes, the file ends {left} bytes into it"
+
+
+def _iso_bmff_missing(data: bytes) -> str | None:
+    """Every top-level box must fit in the file (size 0 runs to its end).
+
+    libheif reads only the items the primary image needs, so a file cut in a later part of `mdat`
+    (a thumbnail, Exif, another image) would render.
+    """
+    end, pos = len(data), 0
+    for _ in range(_MAX_WALK_STEPS):
+        if pos == end:
+            return None
+        if pos + 8 > end:
+            return f"box header at offset {pos} needs 8 bytes, {end - pos} are left"
+        size, kind = _BMFF_BOX.unpack_from(data, pos)
+        header = 8
+        if size == 1:  # a 64-bit size follows the type
+            if pos + 16 > end:
+                return f"box header at offset {pos} needs 16 bytes, {end - pos} are left"
+            size, header = int.from_bytes(data[pos + 8 : pos + 16], "big"), 16
+        elif size == 0:
+            return None
+        if pos + max(size, header) > end:
+            name = kind.decode("latin-1")
+            return f"{name!r} box at offset {pos} declares {size} bytes, the file ends {end - pos} bytes into it"
+        if size < header:
+            return None  # not a box at all: damage for the decoder to name
+        pos += size
+    raise _WalkTooLongError(pos)
+
+
+# Container -> (name in messages, walk). Plain JPEG and WebP need none: libjpeg refuses a cut scan (what
+# follows the EOI is not the JPEG's: motion-photo video, camera trailers), libwebp checks the RIFF sizes.
+_WALKS = {
+    "PNG": ("PNG", _png_missing),
+    "GIF": ("GIF", _gif_missing),
+    "JPEG": ("MPO", _mpo_missing),
+    "TIFF": ("TIFF", _tiff_missing),
+    "BMP": ("BMP", _bmp_missing),
+    "AVIF": ("AVIF", _iso_bmff_missing),
+    "HEIF": ("HEIF", _iso_bmff_missing),
+}
+
+
+def truncation(data: bytes) -> str | None:
+    """Why the upload is cut short, as `"<container> is truncated: <what is missing>"`; None when it is whole.
+
+    Decoders read the first frame only: a file cut after it (an MPO's second image, an animation's later
+    frames, a TIFF's later pages, a PNG's IEND) renders unless its structure is checked against its length.
+    Headers only, one step per chunk, block, box or IFD entry, never per pixel; a file with more parts than
+    `_MAX_WALK_STEPS` is logged and left unchecked.
+    """
+    container = accepted_container(data)
+    if container not in _WALKS:
+        return None
+    name, walk = _WALKS[container]
+    try:
+        missing = walk(data)
+    except _WalkTooLongError as exc:
+        LOG.warning("%s not checked for truncation: %s", name, exc)
+        return None
+    return None if missing is None else f"{name} is truncated: {missing}"

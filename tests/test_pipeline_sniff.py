@@ -1,10 +1,21 @@
-"""Magic-number sniffing: which plugin a container needs and how a refusal is named."""
+"""Magic-number sniffing: which plugin a container needs, how a refusal is named, and whether a container is whole."""
 
 from __future__ import annotations
 
+import csv
+import functools
+import io
+import logging
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import pytest
+from PIL import Image
 
 from handler import sniff
+from tests.conftest import HOSTILE_DIR, PHOTOS_DIR
+from tests.test_pipeline_generated import bmp_file, tiff_file
 
 
 def ftyp(major: bytes, *compatible: bytes) -> bytes:
@@ -59,3 +70,251 @@ def test_accepted_container_signatures(data: bytes, name: str | None) -> None:
 )
 def test_other_image_formats_are_named(data: bytes, name: str | None) -> None:
     assert sniff.other_image_format(data) == name
+
+
+# --- structural completeness: uploads cut after the frame we render -------------------------------------------
+
+MOTION_PHOTO_VIDEO = b"\0\0\0\x18ftypmp42\0\0\0\0mp42isom" + b"\0\0\0\x10mdat" + b"\0" * 8
+"""The start of what a Google Motion Photo appends after its JPEG's EOI: an MP4 (an ISO-BMFF file of its own)."""
+COLOURS = ("red", "black", "yellow", "purple")
+
+
+def saved(fmt: str, frames: int = 1, **params: object) -> bytes:
+    images = [Image.new("RGB", (8, 8), colour) for colour in COLOURS[:frames]]
+    buffer = io.BytesIO()
+    images[0].save(buffer, fmt, save_all=frames > 1, append_images=images[1:], **params)
+    return buffer.getvalue()
+
+
+def rle8_bmp() -> bytes:
+    rows = b"".join(bytes((8, y % 2, 0, 0)) for y in range(8))  # a run of 8 pixels, then end of line
+    return bmp_file((8, 8), 8, rows + b"\0\1", compression=1, palette=((255, 0, 0), (0, 0, 255)))
+
+
+def with_tiles(tiff: bytes) -> bytes:
+    """The strip tags of a one-page little-endian TIFF renamed to tile tags: only the walker reads this file."""
+    ifd = struct.unpack_from("<I", tiff, 4)[0]
+    data = bytearray(tiff)
+    for i in range(struct.unpack_from("<H", tiff, ifd)[0]):
+        at = ifd + 2 + 12 * i
+        tag = struct.unpack_from("<H", tiff, at)[0]
+        data[at : at + 2] = struct.pack("<H", {273: 324, 279: 325}.get(tag, tag))
+    return bytes(data)
+
+
+def mpo_second_image(data: bytes) -> int:
+    """Where an MPO's second image starts: cuts before it are the primary JPEG's own (its decoder refuses them)."""
+    return len(data) - Image.open(io.BytesIO(data)).mpinfo[0xB002][1]["Size"]
+
+
+def last_pixel_byte(data: bytes) -> int:
+    """End of the furthest strip of any page, as Pillow reads the tags: a TIFF may end in padding after it."""
+    image = Image.open(io.BytesIO(data))
+    ends = []
+    for frame in range(getattr(image, "n_frames", 1)):
+        image.seek(frame)
+        ends.extend(o + n for o, n in zip(image.tag_v2[273], image.tag_v2[279], strict=True))
+    return max(ends)
+
+
+def box_ends(data: bytes) -> frozenset[int]:
+    """Where the top-level ISO-BMFF boxes end: a cut there leaves whole boxes, and the decoder misses its items."""
+    ends, pos = set(), 0
+    while pos < len(data):
+        pos += int.from_bytes(data[pos : pos + 4], "big")
+        ends.add(pos)
+    return frozenset(ends)
+
+
+@dataclass(frozen=True)
+class Whole:
+    """A complete file of a container the walk checks, and the range in which every cut must be named."""
+
+    build: Callable[[], bytes]
+    container: str
+    first_cut: Callable[[bytes], int] = lambda data: 16
+    last_cut: Callable[[bytes], int] = len
+    whole_prefixes: Callable[[bytes], frozenset[int]] = lambda data: frozenset()
+    """Cuts that leave only whole parts, which the walk cannot tell from a whole file."""
+    trailing_bytes_allowed: bool = True
+
+
+WHOLE = {
+    "png": Whole(lambda: saved("PNG"), "PNG"),
+    "apng": Whole(lambda: saved("PNG", 3), "PNG"),
+    "mpo": Whole(lambda: saved("MPO", 2), "MPO", first_cut=lambda data: mpo_second_image(data) + 2),
+    "tiff-3-pages": Whole(lambda: saved("TIFF", 3), "TIFF", last_cut=last_pixel_byte),
+    "tiff-lzw-3-pages": Whole(lambda: saved("TIFF", 3, compression="tiff_lzw"), "TIFF", last_cut=last_pixel_byte),
+    "tiff-lzw-short-strip-counts": Whole(  # libtiff: IFD after the strips, counts as SHORT, then 4 bytes of padding
+        lambda: saved("TIFF", 2, compression="tiff_lzw", strip_size=48), "TIFF", last_cut=lambda data: len(data) - 4
+    ),
+    "bigtiff-3-pages": Whole(lambda: saved("TIFF", 3, big_tiff=True), "TIFF", last_cut=last_pixel_byte),
+    "tiff-big-endian": Whole(
+        lambda: tiff_file((8, 8), (8,), bytes(64), photometric=1, big_endian=True), "TIFF", last_cut=last_pixel_byte
+    ),
+    "bmp-rle8": Whole(rle8_bmp, "BMP", first_cut=lambda data: int.from_bytes(data[10:14], "little")),
+    "avif": Whole(lambda: saved("AVIF"), "AVIF", whole_prefixes=box_ends, trailing_bytes_allowed=False),
+    "heic": Whole(
+        (HOSTILE_DIR / "govips_heic-24bit.heic").read_bytes,
+        "HEIF",
+        whole_prefixes=box_ends,
+        trailing_bytes_allowed=False,
+    ),
+}
+
+
+@functools.cache
+def whole(name: str) -> bytes:
+    data = WHOLE[name].build()
+    if name != "heic":  # the fixture must be a file Pillow reads whole (the HEIF sample is known good)
+        Image.open(io.BytesIO(data)).load()
+    return data
+
+
+def cuts(first: int, last: int) -> range:
+    """Every offset of a small file; a sample of a large one (slicing copies the bytes)."""
+    return range(first, last, max(1, (last - first) // 2000))
+
+
+@pytest.mark.parametrize("name", WHOLE)
+def test_whole_files_are_complete(name: str) -> None:
+    assert sniff.truncation(whole(name)) is None
+
+
+@pytest.mark.parametrize("name", [n for n, w in WHOLE.items() if w.trailing_bytes_allowed])
+def test_bytes_after_the_end_are_allowed(name: str) -> None:
+    assert sniff.truncation(whole(name) + MOTION_PHOTO_VIDEO) is None
+
+
+def test_a_stale_mp_index_is_not_a_cut() -> None:
+    """Tools that re-save a phone's primary image keep its MP index: the file is a whole JPEG, and renders."""
+    mpo = saved("MPO", 2)
+    primary_only = mpo[: mpo_second_image(mpo)]  # the index still declares image 2, past the end
+    assert sniff.truncation(primary_only) is None
+    rewritten = primary_only + b"\0" * (len(mpo) - len(primary_only) + 10)  # no JPEG where image 2 should be
+    assert sniff.truncation(rewritten) is None
+    assert Image.open(io.BytesIO(primary_only)).convert("RGB").getpixel((4, 4)) == Image.open(io.BytesIO(mpo)).convert(
+        "RGB"
+    ).getpixel((4, 4))
+
+
+@pytest.mark.parametrize("name", WHOLE)
+def test_every_cut_is_named(name: str) -> None:
+    data, case = whole(name), WHOLE[name]
+    for cut in cuts(case.first_cut(data), case.last_cut(data)):
+        if cut in case.whole_prefixes(data):
+            continue
+        missing = sniff.truncation(data[:cut])
+        assert missing is not None, f"{name} cut at {cut} of {len(data)} bytes passed"
+        assert missing.startswith(f"{case.container} is truncated: "), missing
+
+
+@pytest.mark.parametrize("frames", [1, 3])
+def test_gif_cut_is_named_unless_it_ends_with_a_whole_image(frames: int) -> None:
+    """A GIF without its trailer is common and shows in browsers; one cut inside a block is not whole."""
+    data = saved("GIF", frames)
+    assert sniff.truncation(data) is None
+    assert sniff.truncation(data + MOTION_PHOTO_VIDEO) is None
+    passed = [cut for cut in range(13, len(data)) if sniff.truncation(data[:cut]) is None]
+    assert len(passed) == frames, f"only the {frames} image ends may pass, passed: {passed}"
+    assert passed[-1] == len(data) - 1 and data[-1:] == b";", "the last one lacks just the trailer"
+    assert all(data[cut - 1] == 0 and data[cut] in b"!;" for cut in passed), "each passing cut ends a block"
+    assert sniff.truncation(data[: passed[0] - 1]).startswith("GIF is truncated: image block at offset ")
+
+
+def test_gif_junk_after_the_last_block_ends_the_walk() -> None:
+    data = saved("GIF", 2)
+    assert sniff.truncation(data[:-1] + b"\x00garbage") is None
+
+
+def test_messages_name_the_missing_part_with_offsets() -> None:
+    png = saved("PNG")
+    assert (
+        sniff.truncation(png[:-12])
+        == f"PNG is truncated: no IEND chunk: the file ends at offset {len(png) - 12} with a whole chunk"
+    )
+    idat = png.find(b"IDAT") - 4
+    length = int.from_bytes(png[idat : idat + 4], "big")
+    assert sniff.truncation(png[: idat + 20]) == (
+        f"PNG is truncated: 'IDAT' chunk at offset {idat} needs {12 + length} bytes, the file ends 20 bytes into it"
+    )
+    mpo = saved("MPO", 2)
+    second = Image.open(io.BytesIO(mpo)).mpinfo[0xB002][1]["Size"]
+    assert sniff.truncation(mpo[:-100]) == (
+        f"MPO is truncated: the MP index declares image 2 of 2 at offset {len(mpo) - second} with {second} bytes, "
+        f"ending at {len(mpo)}, but the file ends at {len(mpo) - 100}"
+    )
+    tiff = saved("TIFF", 2)
+    first_ifd = struct.unpack_from("<I", tiff, 4)[0]
+    entries = struct.unpack_from("<H", tiff, first_ifd)[0]
+    second_ifd = struct.unpack_from("<I", tiff, first_ifd + 2 + 12 * entries)[0]
+    assert sniff.truncation(tiff[: second_ifd - 4]) == (
+        f"TIFF is truncated: page 2's IFD is declared at offset {second_ifd}, the file ends at {second_ifd - 4}"
+    )
+    strip = last_pixel_byte(tiff) - 192
+    assert sniff.truncation(tiff[: strip + 10]) == (
+        f"TIFF is truncated: page 2's strip 1 of 1 at offset {strip} with 192 bytes ends at {strip + 192}, "
+        f"the file ends at {strip + 10}"
+    )
+    bmp = rle8_bmp()
+    assert (
+        sniff.truncation(bmp[:-2])
+        == "BMP is truncated: RLE8 pixel data at offset 62 declares 34 bytes, the file ends 32 bytes into it"
+    )
+
+
+def test_tile_offsets_are_checked_like_strips() -> None:
+    tiled = with_tiles(tiff_file((8, 8), (8,), bytes(64), photometric=1))
+    assert sniff.truncation(tiled) is None
+    assert sniff.truncation(tiled[:-1]).startswith("TIFF is truncated: page 1's tile 1 of 1 at offset ")
+
+
+def test_tiff_ifd_loop_ends_the_walk() -> None:
+    data = bytearray(saved("TIFF", 2))
+    first_ifd = struct.unpack_from("<I", data, 4)[0]
+    entries = struct.unpack_from("<H", data, first_ifd)[0]
+    data[first_ifd + 2 + 12 * entries :][:4] = struct.pack("<I", first_ifd)
+    assert sniff.truncation(bytes(data)) is None
+
+
+def test_containers_left_to_their_decoders_are_not_walked() -> None:
+    """libjpeg refuses a cut scan, libwebp a cut RIFF; after a JPEG's EOI may come a motion photo's video."""
+    jpeg, webp = saved("JPEG"), saved("WEBP", 3)
+    for data in (jpeg, jpeg[: len(jpeg) // 2], jpeg + MOTION_PHOTO_VIDEO, webp[:-10]):
+        assert sniff.truncation(data) is None
+
+
+def test_unreadable_mp_index_is_left_to_pillow() -> None:
+    jpeg = saved("JPEG")
+    segment = b"MPF\0II*\0\xff\xff\0\0"  # its IFD offset points outside the segment
+    damaged = jpeg[:2] + b"\xff\xe2" + (len(segment) + 2).to_bytes(2, "big") + segment + jpeg[2:]
+    assert sniff.truncation(damaged) is None
+
+
+def test_walks_beyond_the_budget_are_logged_and_left_unchecked(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(sniff, "_MAX_WALK_STEPS", 2)
+    with caplog.at_level(logging.WARNING, logger="handler.sniff"):
+        assert sniff.truncation(whole("apng")[:-1]) is None
+    assert "PNG not checked for truncation: more than 2 parts, stopped at offset 53" in caplog.text  # after IHDR, acTL
+
+
+def accepted_samples() -> list[str]:
+    with (HOSTILE_DIR / "MANIFEST.tsv").open(newline="") as manifest:
+        rows = [row for row in csv.reader(manifest, delimiter="\t") if len(row) > 2 and row[2] == "process"]
+    return [f"photos/{p.name}" for p in sorted(PHOTOS_DIR.iterdir())] + [f"hostile/{row[0]}" for row in rows]
+
+
+@pytest.mark.parametrize("sample", accepted_samples())
+def test_shared_samples_are_whole(sample: str) -> None:
+    assert sniff.truncation((HOSTILE_DIR.parent / sample).read_bytes()) is None
+
+
+def test_tiff_pages_beyond_the_cap_are_left_unchecked(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(sniff, "_MAX_TIFF_PAGES", 2)
+    data = whole("tiff-3-pages")
+    assert sniff.truncation(data[: last_pixel_byte(data) - 1]) is None
+    assert "TIFF not checked for truncation: more than 2 pages" in caplog.text
