@@ -6,9 +6,10 @@ stays cheap and cannot fail on configuration.
 
 Outcomes per record: `processed` (variants written), `rejected` (quarantined
 with its reason; not retried), `skipped` (written by us, not a create event,
-already deleted, or superseded by a newer upload of the same key, whose own
-event renders it). Transient S3 failures raise after every record was tried, so
-Lambda retries the event; retries rewrite the same keys.
+deleted before its variants were written, or superseded by a newer upload of
+the same key, whose own event renders it), or `error`. Any error (throttling,
+5xx, 403 AccessDenied, a malformed record) raises after every record was tried,
+so Lambda retries the event; retries rewrite the same keys.
 """
 
 from __future__ import annotations
@@ -81,9 +82,9 @@ def _render_and_store(source: SourceObject, rt: Runtime, fields: dict[str, Any])
         except Rejected as exc:
             reason, detail = exc.reason, exc.detail
         else:
-            newer = rt.storage.superseded_by(source)
-            if newer is not None:
-                fields.update(outcome="skipped", reason="superseded", detail=f"the key now holds {newer}")
+            stale = rt.storage.why_stale(source)
+            if stale is not None:
+                fields.update(outcome="skipped", reason=stale[0], detail=stale[1])
                 return
             keys = rt.storage.put_variants(source, variants)
             fields.update(

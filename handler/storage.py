@@ -2,12 +2,14 @@
 
 Works within exactly the function role's permissions: s3:GetObject and
 s3:GetObjectVersion on the upload bucket, s3:PutObject on the processed and
-quarantine buckets. No ListBucket, so S3 answers a missing key with 403
-AccessDenied rather than 404: that raises `StorageAccessError` (a
-misconfiguration or a key deleted before we read it; Lambda retries, then the
-failure destination keeps the event) instead of being mistaken for a deletion.
-A 404 (NoSuchKey/NoSuchVersion, seen when the caller may list) is a deletion
-and is skipped.
+quarantine buckets. No ListBucket, so S3 answers a missing object with 403
+AccessDenied rather than 404. Uploads are read by the version the event names,
+which a plain delete only hides behind a delete marker, so a 403 on that read
+means a misconfiguration or a version deleted permanently: it raises
+`StorageAccessError` (Lambda retries, then the failure destination keeps the
+event) instead of being mistaken for a deletion. A 404 (NoSuchKey/NoSuchVersion,
+seen when the caller may list) is a deletion and is skipped. Whether the key
+was deleted or replaced since is asked separately, before writing (`why_stale`).
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ LOG = logging.getLogger(__name__)
 CACHE_CONTROL = "public, max-age=31536000"
 """One year: outputs change only when their source is re-uploaded under the same key."""
 QUARANTINE_CONTENT_TYPE = "application/octet-stream"
-MAX_DETAIL_CHARS = 512
-_MAX_CONCURRENT_PUTS = 8  # below botocore's default pool of 10 connections  # S3 caps user metadata at 2 KB per object
+MAX_DETAIL_CHARS = 512  # S3 caps user metadata at 2 KB per object
+_MAX_CONCURRENT_PUTS = 8  # below botocore's default pool of 10 connections
 _GONE_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "404", "NotFound"})
 _TRANSIENT_CODES = frozenset(
     {
@@ -60,7 +62,7 @@ class TransientStorageError(StorageError):
 
 
 class StorageAccessError(StorageError):
-    """403 AccessDenied: a role/bucket misconfiguration, or a key deleted before we read it."""
+    """403 AccessDenied: a role/bucket misconfiguration, or a version deleted permanently before we read it."""
 
 
 @dataclass(frozen=True)
@@ -146,14 +148,15 @@ class S3Storage:
             data=data,
         )
 
-    def superseded_by(self, source: SourceObject) -> str | None:
-        """The version (or ETag) that replaced `source` under its key since we read it; None if still current.
+    def why_stale(self, source: SourceObject) -> tuple[str, str] | None:
+        """(`superseded` or `deleted`, detail) if `source` is no longer what its key holds; None if it still is.
 
         S3 does not order notifications, and Lambda retries a failed event minutes
         later: without this check an older upload's variants could overwrite a
-        newer one's. Only positive evidence counts: if the key is gone (404, or
-        403 without ListBucket) the variants of the version we read are still
-        written. Needs only s3:GetObject (HeadObject) on the upload bucket.
+        newer one's, and an upload deleted before we got to it would still be
+        published. HeadObject needs only s3:GetObject. Without s3:ListBucket, S3
+        answers 403 rather than 404 for a key with no current version; we have
+        just read a version of it, so either answer means the key was deleted.
         """
         action = f"HeadObject s3://{source.bucket}/{source.key}"
         try:
@@ -162,16 +165,17 @@ class S3Storage:
             error = classify_error(exc, action)
             code = str(exc.response.get("Error", {}).get("Code", ""))
             if code in _GONE_CODES or isinstance(error, StorageAccessError):
-                LOG.debug("%s: %s; the version read is written anyway", action, error)
-                return None
+                return "deleted", f"the key has no current version ({action}: {code})"
             raise error from exc
         except BotoCoreError as exc:
             raise classify_error(exc, action) from exc
         current_version = response.get("VersionId")
         if source.version_id and current_version:
-            return None if current_version == source.version_id else f"version {current_version}"
+            if current_version == source.version_id:
+                return None
+            return "superseded", f"the key now holds version {current_version}"
         current_etag = str(response.get("ETag", "")).strip('"')
-        return None if current_etag == source.etag else f"ETag {current_etag}"
+        return None if current_etag == source.etag else ("superseded", f"the key now holds ETag {current_etag}")
 
     def _source_metadata(self, source: SourceObject) -> dict[str, str]:
         metadata = {"source-key": metadata_value(source.key), "source-etag": metadata_value(source.etag)}

@@ -207,21 +207,45 @@ def test_replaced_object_in_an_unversioned_bucket_is_detected_by_etag(s3: Any, h
     s3.put_object(Bucket="plain", Key="photo.jpg", Body=(hostile_dir / "sharp_Landscape_1.jpg").read_bytes())
     storage = app.runtime().storage
     source = storage.fetch("plain", "photo.jpg", None, max_bytes=10**7)
-    assert source is not None and storage.superseded_by(source) is None
+    assert source is not None and storage.why_stale(source) is None
 
     s3.put_object(Bucket="plain", Key="photo.jpg", Body=(hostile_dir / "pillow_hopper.bmp").read_bytes())
 
     current_etag = s3.head_object(Bucket="plain", Key="photo.jpg")["ETag"].strip('"')
-    assert storage.superseded_by(source) == f"ETag {current_etag}"
+    assert storage.why_stale(source) == ("superseded", f"the key now holds ETag {current_etag}")
 
 
-def test_upload_deleted_after_it_was_read_still_gets_its_variants(s3: Any, hostile_dir: Path) -> None:
+def test_upload_deleted_before_its_variants_are_written_is_skipped(
+    s3: Any, hostile_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     put = s3.put_object(Bucket=UPLOADS, Key="photo.jpg", Body=(hostile_dir / "sharp_Landscape_1.jpg").read_bytes())
-    storage = app.runtime().storage
-    source = storage.fetch(UPLOADS, "photo.jpg", put["VersionId"], max_bytes=10**7)
-    s3.delete_object(Bucket=UPLOADS, Key="photo.jpg")  # leaves a delete marker as the current version
+    s3.delete_object(Bucket=UPLOADS, Key="photo.jpg")  # a delete marker hides the version; it stays readable
 
-    assert source is not None and storage.superseded_by(source) is None
+    with caplog.at_level(logging.INFO, logger="handler"):
+        summary = app.handler(event_for("photo.jpg", put["VersionId"]), FakeLambdaContext())
+
+    assert summary["skipped"] == 1
+    logged = json.loads(caplog.records[-1].getMessage())
+    assert logged["reason"] == "deleted" and "no current version" in logged["detail"]
+    assert keys(s3, PROCESSED) == keys(s3, QUARANTINE) == []  # a deleted photo is not published
+
+
+@pytest.mark.parametrize(("code", "status"), [("404", 404), ("403", 403)])
+def test_head_without_list_permission_reads_a_deleted_key_as_deleted(
+    s3: Any, hostile_dir: Path, code: str, status: int
+) -> None:
+    """Without s3:ListBucket S3 answers 403 for a key with no current version, as the real role gets."""
+    put = s3.put_object(Bucket=UPLOADS, Key="photo.jpg", Body=(hostile_dir / "sharp_Landscape_1.jpg").read_bytes())
+    client = boto3.client("s3", region_name="us-east-1")
+    storage = S3Storage(client, processed_bucket=PROCESSED, quarantine_bucket=QUARANTINE)
+    source = storage.fetch(UPLOADS, "photo.jpg", put["VersionId"], max_bytes=10**7)
+    assert source is not None
+    with Stubber(client) as stubber:
+        stubber.add_client_error("head_object", service_error_code=code, http_status_code=status)
+        assert storage.why_stale(source) == (
+            "deleted",
+            f"the key has no current version (HeadObject s3://uploads/photo.jpg: {code})",
+        )
 
 
 def test_throttled_version_check_raises_so_lambda_retries(s3: Any, hostile_dir: Path) -> None:
@@ -233,7 +257,7 @@ def test_throttled_version_check_raises_so_lambda_retries(s3: Any, hostile_dir: 
     with Stubber(client) as stubber:
         stubber.add_client_error("head_object", service_error_code="SlowDown", http_status_code=503)
         with pytest.raises(TransientStorageError, match=r"HeadObject s3://uploads/photo\.jpg: SlowDown"):
-            storage.superseded_by(source)
+            storage.why_stale(source)
 
 
 def test_object_deleted_before_processing_is_skipped(s3: Any, caplog: pytest.LogCaptureFixture) -> None:
