@@ -17,7 +17,6 @@ import logging
 import random
 import struct
 import threading
-import time
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,9 +31,7 @@ from tests.conftest import HOSTILE_DIR
 W, H = 64, 48
 """Stored size of the generated pictures: small, so the corpus stays fast; not square, so a turn shows."""
 TIMEOUT_S = 20.0
-"""Per render: generous for a slow CI machine, but a hang in a decoder still fails the case instead of the run."""
-HEADER_ONLY_S = 1.0
-"""A refusal from the header alone (too many pixels, not an image) must not take longer than this."""
+"""A hang guard, not a speed check (speed is bench/'s job): a decoder stuck in C fails its case, not the run."""
 CANARY = b"CANARY-7f3a"
 """Planted in every metadata field of the inputs; must never appear in an output's bytes."""
 
@@ -1264,12 +1261,10 @@ def test_huge_declared_frame_is_refused_from_the_header(
 ) -> None:
     data = make()
     monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("decoded pixels of a bomb"))
-    started = time.perf_counter()
     with pytest.raises(Rejected) as excinfo:
         guarded(lambda: render(data, PRESETS["default"], workers=1))
     assert excinfo.value.reason == "too_many_pixels", excinfo.value.detail
     assert "exceeds" in excinfo.value.detail or "pixels" in excinfo.value.detail
-    assert time.perf_counter() - started < HEADER_ONLY_S
 
 
 # --- not images, other formats, polyglots: refused before any decoder runs -------------------------------------
@@ -1336,13 +1331,11 @@ def test_not_accepted_content_is_refused_before_a_decoder_runs(
 ) -> None:
     data = make()
     monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("a decoder ran"))
-    started = time.perf_counter()
     with pytest.raises(Rejected) as excinfo:
         guarded(lambda: render(data, PRESETS["default"], workers=1))
     # A file with a known signature must be named; anything else may be either (TGA has no signature at all).
     assert excinfo.value.reason == reason if reason == "unsupported_format" else excinfo.value.reason in REFUSED_REASONS
     assert excinfo.value.detail
-    assert time.perf_counter() - started < HEADER_ONLY_S
 
 
 # --- valid layouts of accepted containers that Pillow cannot decode --------------------------------------------
@@ -1382,16 +1375,14 @@ BOMBS: dict[str, Callable[[], bytes]] = {
 
 @pytest.mark.parametrize("make", BOMBS.values(), ids=BOMBS.keys())
 def test_metadata_and_stream_bombs_are_bounded(make: Callable[[], bytes]) -> None:
-    """A decompression bomb in a side channel: refused as corrupt, or rendered without it; fast either way."""
+    """A decompression bomb in a side channel: refused as corrupt, or rendered without it (Pillow caps text chunks)."""
     data = make()
-    started = time.perf_counter()
     try:
         variants = guarded(lambda: render(data, PRESETS["responsive"], workers=2))
     except Rejected as exc:
         assert exc.reason == "corrupt", exc.detail
     else:
         check_render(PRESETS["responsive"], variants, (W, H))  # type: ignore[arg-type]
-    assert time.perf_counter() - started < 5
 
 
 # --- damage: truncation and bit flips ------------------------------------------------------------------------------
