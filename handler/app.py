@@ -5,8 +5,8 @@ are made once per container, on the first invocation, so importing this module
 stays cheap and cannot fail on configuration.
 
 Outcomes per record: `processed` (variants written), `rejected` (quarantined
-with its reason; not retried), `skipped` (written by us, not a create event,
-deleted before its variants were written, or superseded by a newer upload of
+with its reason; not retried), `skipped` (written by us, not a create event, a
+folder marker (`photos/`), deleted before its variants were written, or superseded by a newer upload of
 the same key, whose own event renders it), or `error`. Any error (throttling,
 5xx, 403 AccessDenied, a malformed record) raises after every record was tried,
 so Lambda retries the event; retries rewrite the same keys.
@@ -116,6 +116,8 @@ def process_record(record: dict[str, Any], rt: Runtime) -> str:
             fields.update(outcome="skipped", reason="own_output")  # would recurse
         elif not str(record.get("eventName", "")).startswith("ObjectCreated:"):
             fields.update(outcome="skipped", reason="not_a_create_event")
+        elif key.endswith("/"):
+            fields.update(outcome="skipped", reason="folder_marker")  # the S3 console's "Create folder"
         else:
             source = rt.storage.fetch(bucket, key, version_id, max_bytes=rt.settings.max_upload_bytes)
             if source is None:

@@ -152,6 +152,15 @@ def test_multi_record_event_processes_rejects_and_skips_our_own_output(
     assert skipped["reason"] == "own_output"
 
 
+def test_folder_marker_from_the_console_is_skipped_not_quarantined(s3: Any, caplog: pytest.LogCaptureFixture) -> None:
+    s3.put_object(Bucket=UPLOADS, Key="holiday photos/", Body=b"")  # what "Create folder" writes
+    with caplog.at_level(logging.INFO, logger="handler"):
+        summary = app.handler(event_for("holiday+photos/"), FakeLambdaContext())
+    assert summary["skipped"] == 1
+    assert json.loads(caplog.records[-1].getMessage())["reason"] == "folder_marker"
+    assert keys(s3, PROCESSED) == keys(s3, QUARANTINE) == []
+
+
 def test_s3_test_event_is_acknowledged_and_ignored(s3: Any) -> None:
     assert app.handler(load_event("s3_test_event.json"), FakeLambdaContext()) == {"records": 0, "test_event": True}
     assert keys(s3, PROCESSED) == keys(s3, QUARANTINE) == []
