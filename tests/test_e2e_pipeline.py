@@ -119,6 +119,48 @@ def test_same_event_delivered_twice_writes_the_same_keys(session: Session, hosti
     assert len(versions_after_second) == 2 * len(versions_after_first)
 
 
+def _source_versions(session: Session, source_key: str) -> set[str]:
+    """The source version each current variant of `source_key` was rendered from."""
+    listing = session.s3.list_objects_v2(Bucket=session.processed_bucket)
+    current = [item["Key"] for item in listing["Contents"] if is_output_of(item["Key"], source_key)]
+    return {
+        session.s3.head_object(Bucket=session.processed_bucket, Key=key)["Metadata"]["source-version-id"]
+        for key in current
+    }
+
+
+def test_late_event_for_a_replaced_version_leaves_the_newer_variants(session: Session, hostile_dir: Path) -> None:
+    key = "replaced/photo.jpg"
+    first = _process(session, hostile_dir / "sharp_Landscape_1.jpg", key)
+    second = _process(session, hostile_dir / "pillow_hopper.bmp", key)
+    assert first.invocation is not None and second.invocation is not None
+    newer = session.s3.head_object(Bucket=session.upload_bucket, Key=key)["VersionId"]
+    assert _source_versions(session, key) == {newer}
+    versions_before = _outputs_of(session, key)
+
+    # S3 does not order events and Lambda retries late: the first version's event arrives again now.
+    late = session.lambda_service.invoke_async(session.run.outputs["function_arn"], first.invocation.event)
+    assert session.lambda_service.wait_idle(WAIT_S)
+
+    assert late.status == "succeeded" and late.result["skipped"] == 1, late.result
+    assert _source_versions(session, key) == {newer}, "the older version must not overwrite the newer variants"
+    assert _outputs_of(session, key) == versions_before, "nothing written at all"
+
+
+def test_event_for_a_deleted_upload_publishes_nothing(session: Session, hostile_dir: Path) -> None:
+    key = "deleted/photo.jpg"
+    uploaded = _process(session, hostile_dir / "sharp_Landscape_1.jpg", key)
+    assert uploaded.invocation is not None
+    versions_before = _outputs_of(session, key)
+    session.s3.delete_object(Bucket=session.upload_bucket, Key=key)  # a delete marker; the version stays
+
+    late = session.lambda_service.invoke_async(session.run.outputs["function_arn"], uploaded.invocation.event)
+    assert session.lambda_service.wait_idle(WAIT_S)
+
+    assert late.status == "succeeded" and late.result["skipped"] == 1, late.result
+    assert _outputs_of(session, key) == versions_before
+
+
 def test_key_with_spaces_plus_ampersand_and_non_ascii(
     session: Session, variants: tuple[VariantSpec, ...], hostile_dir: Path
 ) -> None:
