@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from handler.pipeline import RenderedVariant
@@ -32,6 +33,12 @@ CACHE_CONTROL = "public, max-age=31536000"
 QUARANTINE_CONTENT_TYPE = "application/octet-stream"
 MAX_DETAIL_CHARS = 512  # S3 caps user metadata at 2 KB per object
 _MAX_CONCURRENT_PUTS = 8  # below botocore's default pool of 10 connections
+COPY_OBJECT_MAX_BYTES = 5 * 1024**3
+"""S3's CopyObject copies at most 5 GiB; larger objects are copied in parts (UploadPartCopy)."""
+# One CopyObject up to its limit; above it, 512 MiB parts (10,000 parts reach S3's 5 TiB object limit).
+# Both need only GetObject(Version) on the source and PutObject here; a failed multipart copy is left
+# for the buckets' lifecycle rule to abort (the role has no s3:AbortMultipartUpload).
+_LARGE_COPY = TransferConfig(multipart_threshold=COPY_OBJECT_MAX_BYTES, multipart_chunksize=512 * 1024**2)
 _GONE_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "404", "NotFound"})
 _TRANSIENT_CODES = frozenset(
     {
@@ -221,7 +228,8 @@ class S3Storage:
         """Keep a rejected upload, under its own key, with the reason in its metadata.
 
         Uses the bytes already downloaded, or a server-side copy when they were not
-        downloaded (too large): both need only GetObject on the source and PutObject here.
+        downloaded (too large), in parts beyond CopyObject's 5 GiB: both need only
+        GetObject on the source and PutObject here.
         """
         metadata = {
             **self._source_metadata(source),
@@ -243,17 +251,16 @@ class S3Storage:
             copy_source = {"Bucket": source.bucket, "Key": source.key}
             if source.version_id:
                 copy_source["VersionId"] = source.version_id
-            self._call(
-                action,
-                "copy_object",
-                Bucket=self.quarantine_bucket,
-                Key=source.key,
-                CopySource=copy_source,
-                MetadataDirective="REPLACE",
+            extra = {
+                "MetadataDirective": "REPLACE",
                 # COPY (the default) would copy the upload's tags, which needs s3:GetObjectTagging and
                 # s3:PutObjectTagging: a tagged oversized upload would then fail to be quarantined.
-                TaggingDirective="REPLACE",
-                ContentType=source.content_type,
-                Metadata=metadata,
-            )
+                "TaggingDirective": "REPLACE",
+                "ContentType": source.content_type,
+                "Metadata": metadata,
+            }
+            try:
+                self._s3.copy(copy_source, self.quarantine_bucket, source.key, ExtraArgs=extra, Config=_LARGE_COPY)
+            except (ClientError, BotoCoreError) as exc:
+                raise classify_error(exc, action) from exc
         return source.key

@@ -294,6 +294,34 @@ def test_too_large_upload_is_quarantined_by_server_side_copy(s3: Any, hostile_di
     assert keys(s3, PROCESSED) == []
 
 
+def test_upload_beyond_copy_object_limit_is_quarantined_in_parts(s3: Any, monkeypatch) -> None:
+    """CopyObject stops at 5 GiB; the copy then goes part by part (shown here with the limit at 5 MiB)."""
+    from boto3.s3.transfer import TransferConfig
+
+    from handler import storage
+
+    part = 5 * 1024 * 1024  # S3's smallest part
+    monkeypatch.setattr(storage, "_LARGE_COPY", TransferConfig(multipart_threshold=part, multipart_chunksize=part))
+    monkeypatch.setenv("MAX_UPLOAD_BYTES", "1000")
+    body = bytes(range(256)) * (3 * part // 256 + 7)  # three parts and a bit
+    put = s3.put_object(Bucket=UPLOADS, Key="huge.bin", Body=body, ContentType="image/tiff", Tagging="a=b")
+    part_copies: list[str] = []
+    app.runtime().storage._s3.meta.events.register(
+        "before-call.s3.UploadPartCopy", lambda **kwargs: part_copies.append(kwargs["params"]["url_path"])
+    )
+
+    summary = app.handler(event_for("huge.bin", put["VersionId"]), FakeLambdaContext())
+
+    assert summary["rejected"] == 1
+    assert len(part_copies) == 4, "CopyObject would refuse an object this far over its limit"
+    kept = s3.get_object(Bucket=QUARANTINE, Key="huge.bin")
+    assert kept["Body"].read() == body
+    assert kept["ContentType"] == "image/tiff"
+    assert kept["Metadata"]["reason"] == "too_large"
+    assert kept["Metadata"]["source-version-id"] == put["VersionId"]
+    assert s3.get_object_tagging(Bucket=QUARANTINE, Key="huge.bin")["TagSet"] == []
+
+
 @pytest.mark.parametrize(
     ("code", "status", "error"),
     [

@@ -68,6 +68,25 @@ def test_config_overrides_reach_the_program_and_uploads_follow_the_trigger_filte
     assert not (out / "thumbnail").exists(), "the default preset must not have been deployed"
 
 
+def test_too_large_upload_is_quarantined_by_a_copy_under_the_function_role(photos: Path, tmp_path: Path) -> None:
+    """The server-side copy (HeadObject by version, then CopyObject) must pass the role's exact policy."""
+    out = tmp_path / "out"
+    done = subprocess.run(
+        _command(photos, out, "-c", "maxUploadBytes=60000"),
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "sharp_Landscape_1.jpg  -> quarantined: too_large (139435 bytes exceeds MAX_UPLOAD_BYTES 60000)" in (
+        done.stdout
+    )
+    assert (out / "thumbnail" / "pillow_hopper.jpg").is_file(), "49,290 bytes: under the limit"
+    assert "3 of 3 uploads handled (2 quarantined), 0 failed" in done.stdout
+
+
 def test_run_refuses_to_empty_a_folder_it_did_not_make(photos: Path, tmp_path: Path) -> None:
     precious = tmp_path / "precious"
     precious.mkdir()
