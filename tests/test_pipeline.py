@@ -327,6 +327,36 @@ def test_shrink_on_load_and_reuse_never_soften_resized_variants(photo: str, phot
         assert _psnr(decoded(variant), reference) >= 44.0, f"{photo} {variant.name} is softer than a Lanczos resize"
 
 
+def test_profile_is_applied_to_the_resized_frames_not_the_decode(photos_dir, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A phone's Display P3 photo: the costly ICC transform runs on the 1200 px frame, at no visible cost."""
+    from handler import pipeline
+
+    data = (photos_dir / "elephants_12mp_p3_orient6.jpg").read_bytes()
+    source = Image.open(io.BytesIO(data))
+    profile = ImageCms.ImageCmsProfile(io.BytesIO(source.info["icc_profile"]))
+    full = ImageCms.profileToProfile(ImageOps.exif_transpose(source), profile, ImageCms.createProfile("sRGB"))
+    transformed: list[tuple[int, int]] = []
+    real_to_srgb = pipeline.to_srgb
+
+    def spy(image: Image.Image, icc: bytes | None) -> Image.Image:
+        transformed.append(image.size)
+        return real_to_srgb(image, icc)
+
+    monkeypatch.setattr(pipeline, "to_srgb", spy)
+    specs = [dataclasses.replace(spec, format="png", quality=None) for spec in PRESETS["responsive"]]
+
+    variants = render(data, specs)
+
+    assert transformed == [(1200, 900)], "stored (sideways) size of the largest variant; smaller ones reuse it"
+    for variant, spec in zip(variants, specs, strict=True):
+        assert spec.box is not None
+        if spec.fit == "cover":
+            reference = ImageOps.fit(full, spec.box, Image.Resampling.LANCZOS)
+        else:
+            reference = ImageOps.contain(full, spec.box, Image.Resampling.LANCZOS)
+        assert _psnr(decoded(variant), reference) >= 44.0, f"{variant.name} differs from transform-then-resize"
+
+
 def test_hand_built_lossy_spec_without_quality_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match=r"variant 'x': webp needs a quality 1\.\.100, got None"):
         render(encoded(Image.new("RGB", (4, 4))), [VariantSpec("x", "webp")])
