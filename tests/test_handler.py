@@ -21,7 +21,7 @@ from PIL import Image
 
 from handler import app
 from handler.settings import SettingsError, load_settings
-from handler.storage import S3Storage, StorageAccessError, TransientStorageError
+from handler.storage import S3Storage, SourceObject, StorageAccessError, TransientStorageError
 from handler.variants import PRESETS
 
 EVENTS_DIR = Path(__file__).parent / "events"
@@ -239,16 +239,22 @@ def test_upload_deleted_before_its_variants_are_written_is_skipped(
     assert keys(s3, PROCESSED) == keys(s3, QUARANTINE) == []  # a deleted photo is not published
 
 
-@pytest.mark.parametrize(("code", "status"), [("404", 404), ("403", 403)])
-def test_head_without_list_permission_reads_a_deleted_key_as_deleted(
-    s3: Any, hostile_dir: Path, code: str, status: int
-) -> None:
-    """Without s3:ListBucket S3 answers 403 for a key with no current version, as the real role gets."""
+def _fetched_with_own_client(s3: Any, hostile_dir: Path) -> tuple[Any, S3Storage, SourceObject]:
+    """An upload read through a client of its own, so a Stubber can then answer that client's next call."""
     put = s3.put_object(Bucket=UPLOADS, Key="photo.jpg", Body=(hostile_dir / "sharp_Landscape_1.jpg").read_bytes())
     client = boto3.client("s3", region_name="us-east-1")
     storage = S3Storage(client, processed_bucket=PROCESSED, quarantine_bucket=QUARANTINE)
     source = storage.fetch(UPLOADS, "photo.jpg", put["VersionId"], max_bytes=10**7)
     assert source is not None
+    return client, storage, source
+
+
+@pytest.mark.parametrize(("code", "status"), [("404", 404), ("403", 403)])
+def test_head_without_list_permission_reads_a_deleted_key_as_deleted(
+    s3: Any, hostile_dir: Path, code: str, status: int
+) -> None:
+    """Without s3:ListBucket S3 answers 403 for a key with no current version, as the real role gets."""
+    client, storage, source = _fetched_with_own_client(s3, hostile_dir)
     with Stubber(client) as stubber:
         stubber.add_client_error("head_object", service_error_code=code, http_status_code=status)
         assert storage.why_stale(source) == (
@@ -258,11 +264,7 @@ def test_head_without_list_permission_reads_a_deleted_key_as_deleted(
 
 
 def test_throttled_version_check_raises_so_lambda_retries(s3: Any, hostile_dir: Path) -> None:
-    put = s3.put_object(Bucket=UPLOADS, Key="photo.jpg", Body=(hostile_dir / "sharp_Landscape_1.jpg").read_bytes())
-    client = boto3.client("s3", region_name="us-east-1")
-    storage = S3Storage(client, processed_bucket=PROCESSED, quarantine_bucket=QUARANTINE)
-    source = storage.fetch(UPLOADS, "photo.jpg", put["VersionId"], max_bytes=10**7)
-    assert source is not None
+    client, storage, source = _fetched_with_own_client(s3, hostile_dir)
     with Stubber(client) as stubber:
         stubber.add_client_error("head_object", service_error_code="SlowDown", http_status_code=503)
         with pytest.raises(TransientStorageError, match=r"HeadObject s3://uploads/photo\.jpg: SlowDown"):
