@@ -121,15 +121,28 @@ def _webp_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+_BMFF_BOX = struct.Struct(">I4s")
+
+
+def _box_at(data: bytes, pos: int, end: int) -> tuple[bytes, int, int] | None:
+    """(type, header length, size) of the ISO-BMFF box at `pos` (size 0: up to `end`); None if its header is cut."""
+    if pos + 8 > end:
+        return None
+    size, kind = _BMFF_BOX.unpack_from(data, pos)
+    header = 8
+    if size == 1:  # a 64-bit size follows the type
+        if pos + 16 > end:
+            return None
+        size, header = int.from_bytes(data[pos + 8 : pos + 16], "big"), 16
+    elif size == 0:
+        size = end - pos
+    return kind, header, size
+
+
 def _boxes(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
     """(type, payload start, payload end) of the ISO-BMFF boxes in data[start:end]; stops at the first bad size."""
-    while start + 8 <= end:
-        size, kind = int.from_bytes(data[start : start + 4], "big"), data[start + 4 : start + 8]
-        header = 8
-        if size == 1 and start + 16 <= end:
-            size, header = int.from_bytes(data[start + 8 : start + 16], "big"), 16
-        elif size == 0:
-            size = end - start
+    while (box := _box_at(data, start, end)) is not None:
+        kind, header, size = box
         if size < header or start + size > end:
             return
         yield kind, start + header, start + size
@@ -181,7 +194,6 @@ _MAX_TIFF_PAGES = 10_000
 """IFDs walked at most (they are remembered, to stop at a loop): fax and scan documents have hundreds of pages."""
 
 _PNG_CHUNK = struct.Struct(">I4s")
-_BMFF_BOX = struct.Struct(">I4s")
 _TIFF_PIXEL_TAGS = {273: "StripOffsets", 279: "StripByteCounts", 324: "TileOffsets", 325: "TileByteCounts"}
 _TIFF_ARRAY_TYPES = {3: "H", 4: "I", 16: "Q"}  # SHORT, LONG, LONG8 (BigTIFF)
 # Bytes per value, indexed by TIFF 6.0 / BigTIFF field type (1 BYTE .. 13 IFD, 16 LONG8 .. 18 IFD8); 0: a type
@@ -402,16 +414,10 @@ def _iso_bmff_missing(data: bytes) -> str | None:
     for _ in range(_MAX_WALK_STEPS):
         if pos == end:
             return None
-        if pos + 8 > end:
-            return f"box header at offset {pos} needs 8 bytes, {end - pos} are left"
-        size, kind = _BMFF_BOX.unpack_from(data, pos)
-        header = 8
-        if size == 1:  # a 64-bit size follows the type
-            if pos + 16 > end:
-                return f"box header at offset {pos} needs 16 bytes, {end - pos} are left"
-            size, header = int.from_bytes(data[pos + 8 : pos + 16], "big"), 16
-        elif size == 0:
-            return None
+        box = _box_at(data, pos, end)
+        if box is None:
+            return f"the box header at offset {pos} is cut after {end - pos} bytes"
+        kind, header, size = box
         if pos + max(size, header) > end:
             name = kind.decode("latin-1")
             return f"{name!r} box at offset {pos} declares {size} bytes, the file ends {end - pos} bytes into it"
