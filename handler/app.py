@@ -6,10 +6,11 @@ stays cheap and cannot fail on configuration.
 
 Outcomes per record: `processed` (variants written), `rejected` (quarantined
 with its reason; not retried), `skipped` (written by us, not a create event, a
-folder marker (`photos/`), deleted before its variants were written, or superseded by a newer upload of
-the same key, whose own event renders it), or `error`. Any error (throttling,
-5xx, 403 AccessDenied, a malformed record) raises after every record was tried,
-so Lambda retries the event; retries rewrite the same keys.
+folder marker (`photos/`), deleted before its variants were written, or
+superseded by a newer upload of the same key, whose own event renders it), or
+`error`. Any error (throttling, 5xx, 403 AccessDenied, a malformed record)
+raises after every record was tried, so Lambda retries the event; retries
+rewrite the same keys.
 """
 
 from __future__ import annotations
