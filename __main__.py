@@ -13,7 +13,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components import ImagePipeline, ImagePipelineArgs
-from components.config import NAMESPACE, PipelineSettings, parse_config, parse_layer_zip
+from components.config import NAMESPACE, LayerSource, PipelineSettings, parse_config, parse_layer_source
 from components.naming import name_prefix
 from layer_build import ARCHITECTURES, RUNTIMES, LayerArtifact, artifact_for, check_size, ensure_layer
 
@@ -22,19 +22,23 @@ HANDLER_DIR = PROJECT_DIR / "handler"
 logger = logging.getLogger("image-pipeline")
 
 
-def read_config() -> tuple[str, PipelineSettings, str | None]:
-    """(aws region, validated settings, `layerZip`); raises ConfigError naming the bad key."""
+def read_config() -> tuple[str, PipelineSettings, LayerSource]:
+    """(aws region, validated settings, where the layer comes from); raises ConfigError naming the bad key."""
     region = pulumi.Config("aws").require("region")
     project_config = pulumi.Config(NAMESPACE)
     settings = parse_config(project_config.get, region=region, runtimes=RUNTIMES, architectures=ARCHITECTURES)
-    return region, settings, parse_layer_zip(project_config.get)
+    return region, settings, parse_layer_source(project_config.get)
 
 
-def resolve_layer(settings: PipelineSettings, layer_zip: str | None) -> LayerArtifact:
+def resolve_layer(settings: PipelineSettings, source: LayerSource) -> LayerArtifact:
     """The prebuilt zip named by `layerZip` (relative to the project), else build or reuse the cached one."""
-    if layer_zip is None:
-        return ensure_layer(settings.runtime, settings.architecture, function_code_dir=HANDLER_DIR)
-    zip_path = Path(layer_zip).expanduser()
+    if source.zip_path is None:
+        return ensure_layer(
+            settings.runtime, settings.architecture, function_code_dir=HANDLER_DIR, bytecode=source.bytecode
+        )
+    if source.bytecode:
+        logger.info("layerZip is set: %s is deployed as built, so layerBytecode does not apply", source.zip_path)
+    zip_path = Path(source.zip_path).expanduser()
     if not zip_path.is_absolute():
         zip_path = PROJECT_DIR / zip_path
     artifact = artifact_for(zip_path, settings.runtime, settings.architecture)
@@ -45,8 +49,8 @@ def resolve_layer(settings: PipelineSettings, layer_zip: str | None) -> LayerArt
 def main() -> None:
     project, stack = pulumi.get_project(), pulumi.get_stack()
     prefix = name_prefix(project, stack)
-    region, settings, layer_zip = read_config()
-    layer = resolve_layer(settings, layer_zip)
+    region, settings, layer_source = read_config()
+    layer = resolve_layer(settings, layer_source)
     logger.info("stack %s: layer %s (sha256 %s)", stack, layer.path, layer.sha256)
 
     # Every taggable resource gets these through the provider, so none can be forgotten.

@@ -301,6 +301,16 @@ def parse_config(
     return settings
 
 
-def parse_layer_zip(raw: ConfigReader) -> str | None:
-    """`layerZip`: a prebuilt layer zip's path, or None to build or reuse the cached layer."""
-    return _optional_text(raw, "layerZip")
+@dataclass(frozen=True)
+class LayerSource:
+    """Where the Pillow layer comes from: a prebuilt zip, or the program's own (cached) build."""
+
+    zip_path: str | None
+    """`layerZip`: a prebuilt layer zip's path, used as built; None builds or reuses the cached layer."""
+    bytecode: bool
+    """`layerBytecode`: the program's build ships `.pyc` compiled by the runtime's Python version."""
+
+
+def parse_layer_source(raw: ConfigReader) -> LayerSource:
+    """`layerZip` and `layerBytecode`; the second only shapes a layer the program builds itself."""
+    return LayerSource(zip_path=_optional_text(raw, "layerZip"), bytecode=_boolean(raw, "layerBytecode"))

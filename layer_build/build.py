@@ -2,8 +2,8 @@
 
 pip can install wheels for another platform (``--platform``/``--python-version``), so the layer
 is built on any machine for either Lambda architecture without Docker. The zip is normalised
-(sorted entries, fixed timestamps and permissions, no bytecode or install-time noise) so the
-same inputs always give the same bytes: the program hands that hash to ``LayerVersion`` and an
+(sorted entries, fixed timestamps and permissions, no install-time noise) so the same inputs
+always give the same bytes: the program hands that hash to ``LayerVersion`` and an
 unchanged layer is not republished.
 """
 
@@ -22,6 +22,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from layer_build.bytecode import LAYER_SITE_ON_LAMBDA, BytecodeCompiler, compile_tree, find_compiler
 from layer_build.runtimes import LayerBuildError, manylinux_machine, runtime_info
 
 logger = logging.getLogger(__name__)
@@ -45,7 +46,9 @@ _INSTALL_NOISE = frozenset({"RECORD", "INSTALLER", "REQUESTED", "direct_url.json
 # Requirement-file options that pull in another file's content.
 _NESTED_REQUIREMENT_OPTIONS = ("-r", "-c", "--requirement", "--constraint")
 # The files whose content decides the zip's bytes; a change to any of them invalidates the cache.
-_BUILDER_SOURCES = (PACKAGE_DIR / "build.py", PACKAGE_DIR / "runtimes.py")
+_BUILDER_SOURCES = (PACKAGE_DIR / "build.py", PACKAGE_DIR / "runtimes.py", PACKAGE_DIR / "bytecode.py")
+# A cache entry is `<stem>-<first 16 hex digits of the cache key>`.
+_KEY_DIGITS = 16
 
 
 @dataclass(frozen=True)
@@ -93,8 +96,13 @@ def artifact_for(zip_path: Path, runtime: str, arch: str) -> LayerArtifact:
     )
 
 
-def cache_key(runtime: str, arch: str, requirements_file: Path = REQUIREMENTS_FILE) -> str:
-    """Hex digest of everything that decides the layer's bytes: requirements, target and builder."""
+def cache_key(
+    runtime: str,
+    arch: str,
+    requirements_file: Path = REQUIREMENTS_FILE,
+    compiler: BytecodeCompiler | None = None,
+) -> str:
+    """Hex digest of everything that decides the layer's bytes: requirements, target, builder, bytecode compiler."""
     requirements = requirements_file.read_bytes()
     for line in requirements.decode().splitlines():
         if line.strip().startswith(_NESTED_REQUIREMENT_OPTIONS):
@@ -103,7 +111,8 @@ def cache_key(runtime: str, arch: str, requirements_file: Path = REQUIREMENTS_FI
                 "see change; list the pins in this file itself"
             )
     hasher = hashlib.sha256()
-    for part in (runtime.encode(), arch.encode(), requirements):
+    bytecode = compiler.full_version.encode() if compiler is not None else b""
+    for part in (runtime.encode(), arch.encode(), requirements, bytecode):
         hasher.update(len(part).to_bytes(8, "big"))
         hasher.update(part)
     for source in _BUILDER_SOURCES:
@@ -119,23 +128,29 @@ def ensure_layer(
     function_code_dir: Path = FUNCTION_CODE_DIR,
     size_limit_bytes: int = LAMBDA_UNZIPPED_LIMIT_BYTES,
     requirements_file: Path = REQUIREMENTS_FILE,
+    bytecode: bool = False,
 ) -> LayerArtifact:
     """Build the layer for ``runtime``/``arch``, or reuse the cached zip if its inputs are unchanged.
 
+    ``bytecode`` ships ``.pyc`` files compiled by a local Python of the runtime's version
+    (see ``layer_build.bytecode``); it is an error, not a silent downgrade, when there is none.
     Raises ``LayerBuildError`` when pip fails or when the layer plus the function code in
     ``function_code_dir`` would unzip to more than ``size_limit_bytes``. ``requirements_file``
     is for tests; the layer's pins live in ``layer_build/requirements.txt``.
     """
     runtime_info(runtime)
     manylinux_machine(arch)
+    compiler = find_compiler(runtime) if bytecode else None
     cache_dir = Path(cache_dir) if cache_dir is not None else DEFAULT_CACHE_DIR
-    key = cache_key(runtime, arch, requirements_file)
-    entry_dir = cache_dir / f"{runtime}-{arch}-{key[:16]}"
+    key = cache_key(runtime, arch, requirements_file, compiler)
+    stem = f"{runtime}-{arch}-bytecode" if bytecode else f"{runtime}-{arch}"
+    entry_dir = cache_dir / f"{stem}-{key[:_KEY_DIGITS]}"
     zip_path = entry_dir / f"layer-{runtime}-{arch}.zip"
     if zip_path.is_file():
         logger.info("reusing cached layer %s", zip_path)
     else:
-        _build_into_cache(runtime, arch, requirements_file, entry_dir, zip_path)
+        _build_into_cache(runtime, arch, requirements_file, entry_dir, zip_path, compiler=compiler)
+        _prune_stale_entries(cache_dir, stem, keep=entry_dir)
     artifact = artifact_for(zip_path, runtime, arch)
     check_size(artifact, function_code_dir=function_code_dir, size_limit_bytes=size_limit_bytes)
     return artifact
@@ -179,8 +194,16 @@ def check_size(
     return total
 
 
-def _build_into_cache(runtime: str, arch: str, requirements_file: Path, entry_dir: Path, zip_path: Path) -> None:
-    """Install into a scratch dir, zip it, then move the zip into place atomically."""
+def _build_into_cache(
+    runtime: str,
+    arch: str,
+    requirements_file: Path,
+    entry_dir: Path,
+    zip_path: Path,
+    *,
+    compiler: BytecodeCompiler | None,
+) -> None:
+    """Install into a scratch dir, compile it if asked, zip it, then move the zip into place atomically."""
     logger.info("building layer for %s on %s", runtime, arch)
     cache_root = entry_dir.parent
     cache_root.mkdir(parents=True, exist_ok=True)
@@ -188,11 +211,13 @@ def _build_into_cache(runtime: str, arch: str, requirements_file: Path, entry_di
         scratch_dir = Path(scratch)
         site_dir = scratch_dir / "python"
         _pip_install(runtime, arch, requirements_file, site_dir)
+        if compiler is not None:
+            logger.info("compiling bytecode with %s (Python %s)", compiler.executable, compiler.full_version)
+            compile_tree(compiler, site_dir, LAYER_SITE_ON_LAMBDA)
         staged_zip = scratch_dir / zip_path.name
-        _write_reproducible_zip(site_dir, staged_zip)
+        _write_reproducible_zip(site_dir, staged_zip, bytecode_tag=compiler.cache_tag if compiler else None)
         entry_dir.mkdir(exist_ok=True)
         os.replace(staged_zip, zip_path)
-    _prune_stale_entries(cache_root, runtime, arch, keep=entry_dir)
     logger.info("built %s", zip_path)
 
 
@@ -229,19 +254,25 @@ def _pip_install(runtime: str, arch: str, requirements_file: Path, site_dir: Pat
         )
 
 
-def _layer_files(site_dir: Path) -> list[tuple[str, Path]]:
+def _layer_files(site_dir: Path, *, bytecode_tag: str | None) -> list[tuple[str, Path]]:
     """(archive name, path) of every file that belongs in the layer, sorted by archive name.
 
-    Left out: bytecode (Lambda compiles on import, and .pyc embeds build details), pip's
-    install-time records, and ``bin/`` (console scripts whose shebang names the build machine's
-    Python; nothing on Lambda can run them).
+    Left out: bytecode, except ``__pycache__/*.<bytecode_tag>.pyc`` when a tag is given (what
+    ``compile_tree`` wrote for the runtime), pip's install-time records, and ``bin/`` (console
+    scripts whose shebang names the build machine's Python; nothing on Lambda can run them).
     """
     files: list[tuple[str, Path]] = []
     for path in site_dir.rglob("*"):
         relative = path.relative_to(site_dir)
-        if path.is_dir() or relative.parts[0] == "bin" or "__pycache__" in relative.parts:
+        if path.is_dir() or relative.parts[0] == "bin":
             continue
-        if path.suffix == ".pyc":
+        is_bytecode = path.suffix == ".pyc" or "__pycache__" in relative.parts
+        is_runtime_bytecode = (
+            bytecode_tag is not None
+            and relative.parent.name == "__pycache__"
+            and path.name.endswith(f".{bytecode_tag}.pyc")
+        )
+        if is_bytecode and not is_runtime_bytecode:
             continue
         if relative.parent.name.endswith(".dist-info") and relative.name in _INSTALL_NOISE:
             continue
@@ -249,10 +280,10 @@ def _layer_files(site_dir: Path) -> list[tuple[str, Path]]:
     return sorted(files)
 
 
-def _write_reproducible_zip(site_dir: Path, zip_path: Path) -> None:
+def _write_reproducible_zip(site_dir: Path, zip_path: Path, *, bytecode_tag: str | None = None) -> None:
     """Zip the layer with fixed order, timestamps and permissions, so equal input gives equal bytes."""
     with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=_COMPRESS_LEVEL) as archive:
-        for archive_name, path in _layer_files(site_dir):
+        for archive_name, path in _layer_files(site_dir, bytecode_tag=bytecode_tag):
             executable = path.stat().st_mode & (stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
             entry = zipfile.ZipInfo(archive_name, date_time=_ZIP_EPOCH)
             entry.create_system = _ZIP_CREATED_ON_UNIX
@@ -261,9 +292,9 @@ def _write_reproducible_zip(site_dir: Path, zip_path: Path) -> None:
             archive.writestr(entry, path.read_bytes(), compresslevel=_COMPRESS_LEVEL)
 
 
-def _prune_stale_entries(cache_root: Path, runtime: str, arch: str, *, keep: Path) -> None:
-    """Drop older builds for the same target so the cache holds one zip per runtime and architecture."""
-    for stale in cache_root.glob(f"{runtime}-{arch}-*"):
-        if stale != keep and stale.is_dir():
+def _prune_stale_entries(cache_root: Path, stem: str, *, keep: Path) -> None:
+    """Drop older builds of the same kind, so the cache holds one zip per runtime, architecture and bytecode choice."""
+    for stale in cache_root.glob(f"{stem}-*"):
+        if stale != keep and stale.is_dir() and len(stale.name) == len(stem) + 1 + _KEY_DIGITS:
             logger.info("removing stale cached layer %s", stale)
             shutil.rmtree(stale)

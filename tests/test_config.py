@@ -11,8 +11,9 @@ import pytest
 from components.config import ConfigError, minimum_memory_mb
 from components.naming import NamingError, name_prefix
 from handler.variants import PRESETS, variants_from_json
-from layer_build import LayerBuildError
-from tests.pulumi_mocks import ACCOUNT_ID, run_stack
+import layer_build
+from layer_build import LayerArtifact, LayerBuildError, artifact_for
+from tests.pulumi_mocks import ACCOUNT_ID, fake_layer_zip, run_stack
 
 ALL_RETENTIONS = (
     "1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653"
@@ -63,6 +64,7 @@ INVALID = [
     ("maxUploadBytes", -1, ["image-pipeline:maxUploadBytes", ">= 1", "got -1"]),
     ("logLevel", "LOUD", ["image-pipeline:logLevel", "DEBUG, INFO, WARNING, ERROR", "'LOUD'"]),
     ("protectData", "yes", ["image-pipeline:protectData", "true or false", "'yes'"]),
+    ("layerBytecode", "1", ["image-pipeline:layerBytecode", "true or false", "'1'"]),
     ("uploadPrefix", "/incoming/", ["image-pipeline:uploadPrefix", "do not start with '/'", "'/incoming/'"]),
     ("uploadSuffix", "x" * 1025, ["image-pipeline:uploadSuffix", "at most 1024 bytes"]),
     # 600 two-byte characters: the message must count bytes, as S3 does, not characters.
@@ -108,6 +110,32 @@ def test_missing_layer_zip_names_the_path(tmp_path: Any) -> None:
     missing = tmp_path / "nope.zip"
     with pytest.raises(LayerBuildError, match=r"nope\.zip"):
         run_stack("dev", layerZip=str(missing))
+
+
+def test_layer_bytecode_reaches_the_layer_build_and_prod_turns_it_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    builds: list[tuple[str, str, bool]] = []
+
+    def fake_ensure_layer(runtime: str, arch: str, **options: Any) -> LayerArtifact:
+        builds.append((runtime, arch, options["bytecode"]))
+        return artifact_for(fake_layer_zip(), runtime, arch)
+
+    monkeypatch.setattr(layer_build, "ensure_layer", fake_ensure_layer)
+    run_stack("prod", layerZip=None)
+    run_stack("dev", layerZip=None)
+    run_stack("dev", layerZip=None, layerBytecode="true", runtime="python3.13")
+    assert builds == [("python3.12", "arm64", True), ("python3.12", "arm64", False), ("python3.13", "arm64", True)]
+
+
+def test_a_prebuilt_layer_zip_is_deployed_as_built_whatever_layer_bytecode_says(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def must_not_build(*args: object, **kwargs: object) -> None:
+        raise AssertionError("layerZip is set: the program must not build a layer")
+
+    monkeypatch.setattr(layer_build, "ensure_layer", must_not_build)
+    run = run_stack("prod")
+    layer = run.one("aws:lambda/layerVersion:LayerVersion").inputs
+    assert layer["code"].path == str(fake_layer_zip())
 
 
 def test_a_preset_name_selects_that_preset() -> None:

@@ -8,6 +8,8 @@ cache, so these tests prove a real build rather than reuse a developer's ``.buil
 from __future__ import annotations
 
 import base64
+import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -31,6 +33,7 @@ from layer_build import (
     ensure_layer,
 )
 from layer_build import build as layer_build_module
+from layer_build import bytecode as bytecode_module
 from tests.conftest import PROJECT_DIR
 
 # ELF e_machine values from the System V ABI; parsed here independently of the builder.
@@ -41,17 +44,52 @@ HEIC_SAMPLE = "govips_heic-24bit.heic"
 PHOTO_SAMPLE = "eveningglow_4mp_2560x1600.jpg"
 
 
+def runtime_interpreter(runtime: str) -> str:
+    """Absolute path of the local interpreter standing in for ``runtime``; skips the test if there is none."""
+    pyenv_version, executable = LOCAL_INTERPRETERS[runtime]
+    if shutil.which(executable) is None:
+        pytest.skip(f"{executable} (pyenv {pyenv_version}) is not installed")
+    result = subprocess.run(
+        [executable, "-c", "import sys; print(sys.executable)"],
+        env={**os.environ, "PYENV_VERSION": pyenv_version},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        pytest.skip(f"{executable} (pyenv {pyenv_version}) does not run: {result.stderr.strip()}")
+    return result.stdout.strip()
+
+
 class LayerCache:
-    """Builds each (runtime, arch) layer at most once per test session."""
+    """Builds each (runtime, arch, bytecode) layer at most once per test session.
+
+    A bytecode build finds its compiler as a user's would, as ``pythonX.Y`` on PATH: a directory
+    holding only that name, linked to the local interpreter, is put first on PATH for the build.
+    """
 
     def __init__(self, cache_dir: Path) -> None:
         self.cache_dir = cache_dir
-        self._built: dict[tuple[str, str], LayerArtifact] = {}
+        self._built: dict[tuple[str, str, bool], LayerArtifact] = {}
 
-    def get(self, runtime: str, arch: str) -> LayerArtifact:
-        if (runtime, arch) not in self._built:
-            self._built[runtime, arch] = ensure_layer(runtime, arch, cache_dir=self.cache_dir)
-        return self._built[runtime, arch]
+    def get(self, runtime: str, arch: str, *, bytecode: bool = False) -> LayerArtifact:
+        if (runtime, arch, bytecode) not in self._built:
+            self._built[runtime, arch, bytecode] = self.build(runtime, arch, self.cache_dir, bytecode=bytecode)
+        return self._built[runtime, arch, bytecode]
+
+    @staticmethod
+    def build(runtime: str, arch: str, cache_dir: Path, *, bytecode: bool) -> LayerArtifact:
+        if not bytecode:
+            return ensure_layer(runtime, arch, cache_dir=cache_dir)
+        interpreter = runtime_interpreter(runtime)
+        with pytest.MonkeyPatch.context() as patch:
+            on_path = cache_dir / f"path-{runtime}"
+            on_path.mkdir(parents=True, exist_ok=True)
+            link = on_path / LOCAL_INTERPRETERS[runtime][1]
+            if not link.exists():
+                link.symlink_to(interpreter)
+            patch.setenv("PATH", f"{on_path}{os.pathsep}{os.environ['PATH']}")
+            return ensure_layer(runtime, arch, cache_dir=cache_dir, bytecode=True)
 
 
 @pytest.fixture(scope="session")
@@ -297,6 +335,88 @@ def test_default_size_limit_is_lambdas_250_mb() -> None:
     assert layer_build.LAMBDA_UNZIPPED_LIMIT_BYTES == 250 * 1024 * 1024
 
 
+def _fake_interpreter(directory: Path, name: str, script: str) -> None:
+    """A ``name`` on PATH that runs ``script`` (sh) instead of Python."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    path.write_text(f"#!/bin/sh\n{script}\n")
+    path.chmod(0o755)
+
+
+@pytest.mark.parametrize(
+    ("script", "fragments"),
+    [
+        (None, ["Python 3.12", "no python3.12 is on PATH", "pyenv install 3.12", "without bytecode"]),
+        ("echo 'pyenv: python3.12: command not found' >&2; exit 127", ["does not run", "exit code 127", "pyenv:"]),
+        ("echo 3.11; echo cpython-311; echo '3.11.7 (main)'", ["is Python 3.11, not 3.12", "useless to python3.12"]),
+    ],
+    ids=["missing", "broken", "wrong-version"],
+)
+def test_bytecode_build_refuses_without_an_interpreter_of_the_runtimes_version(
+    script: str | None, fragments: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    on_path = tmp_path / "bin"
+    on_path.mkdir()
+    if script is not None:
+        _fake_interpreter(on_path, "python3.12", script)
+    monkeypatch.setenv("PATH", str(on_path))
+    monkeypatch.setattr(layer_build_module, "_pip_install", _pip_must_not_run)
+    with pytest.raises(LayerBuildError) as raised:
+        ensure_layer("python3.12", "arm64", cache_dir=tmp_path / "cache", bytecode=True)
+    for fragment in fragments:
+        assert fragment in str(raised.value)
+    assert not (tmp_path / "cache").exists(), "nothing is built or cached before the compiler is found"
+
+
+def _pip_must_not_run(*args: object, **kwargs: object) -> None:
+    raise AssertionError("pip ran although the build cannot succeed")
+
+
+def test_bytecode_and_plain_builds_are_cached_side_by_side_and_keyed_by_the_compiler(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pip_runs: list[str] = []
+
+    def fake_pip(runtime: str, arch: str, requirements_file: Path, site_dir: Path) -> None:
+        pip_runs.append(runtime)
+        _fake_site(site_dir, mode=0o644)
+
+    # This interpreter stands in for the runtime's: the cache logic does not care which version it is.
+    here = bytecode_module.BytecodeCompiler(
+        executable=sys.executable,
+        python_version="3.12",
+        cache_tag=sys.implementation.cache_tag,
+        full_version=sys.version,
+    )
+    compilers = iter([here, here, dataclasses.replace(here, full_version=here.full_version + " patched")])
+    monkeypatch.setattr(layer_build_module, "_pip_install", fake_pip)
+    monkeypatch.setattr(layer_build_module, "find_compiler", lambda runtime: next(compilers))
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("pkg==1\n")
+    build = functools.partial(
+        ensure_layer, "python3.12", "arm64", cache_dir=tmp_path / "cache", requirements_file=requirements
+    )
+
+    plain = build()
+    compiled = build(bytecode=True)
+    assert build(bytecode=True) == compiled
+    assert pip_runs == ["python3.12", "python3.12"]
+    assert plain.path.exists() and compiled.path != plain.path
+
+    with zipfile.ZipFile(plain.path) as archive:
+        assert not [name for name in archive.namelist() if name.endswith(".pyc")]
+    with zipfile.ZipFile(compiled.path) as archive:
+        pycs = sorted(name for name in archive.namelist() if name.endswith(".pyc"))
+    tag = sys.implementation.cache_tag
+    # Exactly one file per module, for the compiler's tag: the stale pyc pip's tree held is not shipped.
+    assert pycs == [f"python/pkg/__pycache__/__init__.{tag}.pyc", f"python/pkg/__pycache__/zeta.{tag}.pyc"]
+
+    recompiled = build(bytecode=True)
+    assert len(pip_runs) == 3, "another patch release of the compiler may compile differently: rebuild"
+    assert not compiled.path.exists() and recompiled.path.exists()
+    assert plain.path.exists(), "a bytecode rebuild does not prune the plain layer"
+
+
 # --- Network: real builds from PyPI ----------------------------------------------------------------
 
 
@@ -339,6 +459,24 @@ def test_two_builds_of_the_same_inputs_are_byte_identical(layers: LayerCache, tm
     assert second.sha256 == first.sha256
     assert second.source_code_hash == first.source_code_hash
     assert second.path.read_bytes() == first.path.read_bytes()
+
+
+@pytest.mark.network
+def test_bytecode_layer_has_bytecode_for_every_module_and_builds_byte_identically(
+    layers: LayerCache, tmp_path: Path
+) -> None:
+    runtime, arch = "python3.12", local_arch()
+    first = layers.get(runtime, arch, bytecode=True)
+    second = LayerCache.build(runtime, arch, tmp_path, bytecode=True)
+    assert second.path != first.path
+    assert second.path.read_bytes() == first.path.read_bytes()
+    with zipfile.ZipFile(first.path) as archive:
+        names = set(archive.namelist())
+    sources = {name for name in names if name.endswith(".py")}
+    expected = {f"{Path(name).parent}/__pycache__/{Path(name).stem}.cpython-312.pyc" for name in sources}
+    assert {name for name in names if name.endswith(".pyc")} == expected
+    with zipfile.ZipFile(layers.get(runtime, arch).path) as plain:
+        assert names - expected == set(plain.namelist()), "bytecode is the only difference from the plain layer"
 
 
 @pytest.mark.network
@@ -426,14 +564,27 @@ json.dump({
 
 
 def run_like_lambda(
-    layers: LayerCache, runtime: str, script: str, arguments: list[Path], tmp_path: Path
+    layers: LayerCache,
+    runtime: str,
+    script: str,
+    arguments: list[Path],
+    tmp_path: Path,
+    *,
+    bytecode: bool = False,
 ) -> tuple[dict[str, object], Path]:
-    """Run ``script`` under the runtime's local Python on the extracted layer; its JSON report and layer dir."""
+    """Run ``script`` under the runtime's local Python on the extracted layer; its JSON report and layer dir.
+
+    With ``bytecode``, every source in the layer is replaced by one that raises: the script can
+    only succeed on the layer's bytecode, as a cold start that compiles nothing would.
+    """
     pyenv_version, executable = LOCAL_INTERPRETERS[runtime]
     if shutil.which(executable) is None:
         pytest.skip(f"{executable} (pyenv {pyenv_version}) is not installed: cannot import the {runtime} layer")
-    artifact = layers.get(runtime, local_arch())
+    artifact = layers.get(runtime, local_arch(), bytecode=bytecode)
     layer_dir = extract(artifact, tmp_path / "opt") / "python"
+    if bytecode:
+        for source in layer_dir.rglob("*.py"):
+            source.write_text(f"raise ImportError('{source.name} was compiled from source, not loaded as bytecode')\n")
     task_dir = tmp_path / "task"
     shutil.copytree(PROJECT_DIR / "handler", task_dir / "handler", ignore=shutil.ignore_patterns("__pycache__"))
     environment = {
@@ -496,14 +647,18 @@ json.dump({
 """
 
 
+@pytest.fixture
+def heic_and_photo(photos_dir: Path, hostile_dir: Path) -> list[Path]:
+    return [hostile_dir / HEIC_SAMPLE, photos_dir / PHOTO_SAMPLE]
+
+
 @pytest.mark.network
+@pytest.mark.parametrize("bytecode", [False, True], ids=["sources", "bytecode"])
 @pytest.mark.parametrize("runtime", sorted(LOCAL_INTERPRETERS))
 def test_handler_pipeline_renders_with_only_the_layer(
-    layers: LayerCache, runtime: str, tmp_path: Path, photos_dir: Path, hostile_dir: Path
+    layers: LayerCache, runtime: str, bytecode: bool, tmp_path: Path, heic_and_photo: list[Path]
 ) -> None:
-    report, _ = run_like_lambda(
-        layers, runtime, PIPELINE_SCRIPT, [hostile_dir / HEIC_SAMPLE, photos_dir / PHOTO_SAMPLE], tmp_path
-    )
+    report, _ = run_like_lambda(layers, runtime, PIPELINE_SCRIPT, heic_and_photo, tmp_path, bytecode=bytecode)
     # responsive preset on a 2560x1600 photo: 150 cover, then 600/1200/1200 inside at aspect 1.6.
     assert report["photo"] == [
         ["thumb", "JPEG", [150, 150]],
