@@ -8,10 +8,10 @@ from typing import Any
 import pulumi
 import pytest
 
+import layer_build
 from components.config import ConfigError, minimum_memory_mb
 from components.naming import NamingError, name_prefix
 from handler.variants import PRESETS, variants_from_json
-import layer_build
 from layer_build import LayerArtifact, LayerBuildError, artifact_for
 from tests.pulumi_mocks import ACCOUNT_ID, fake_layer_zip, run_stack
 
