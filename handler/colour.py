@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING
 from PIL import Image, ImageMath
 
 if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
     from PIL import ImageCms
 
 LOG = logging.getLogger(__name__)
@@ -38,6 +40,13 @@ _BITS_PER_SAMPLE = 258
 _SAMPLE_FORMAT = 339
 _SIGNED = 2
 _INT32_MAX = 2**31 - 1
+# With a pool, frames of at least this many pixels are transformed in horizontal bands of about
+# _BAND_PIXELS each (at least two). Measured on 2 vCPUs, Display P3 -> sRGB, medians: 12 MP one call
+# 184 ms, 2, 4 or 12 bands 108 ms; 1 MP 13.4 -> 10.2 ms; 0.25 MP 3.4 -> 1.7-3.3 ms (noisy); smaller
+# frames have under a millisecond to win. Band sizes follow the frame, not the thread count, so a
+# 6-vCPU function gets more bands to share out.
+_MIN_BANDED_PIXELS = 250_000
+_BAND_PIXELS = 1_000_000
 
 
 def _first(value: object) -> object:
@@ -128,7 +137,29 @@ def _transform_to_srgb(icc: bytes) -> tuple[ImageCms.ImageCmsTransform | None, s
     if mode == "RGB" and description.startswith("sRGB"):
         return None, mode
     srgb = ImageCms.createProfile("sRGB")
-    return ImageCms.buildTransform(profile, srgb, mode, "RGB", renderingIntent=ImageCms.Intent.PERCEPTUAL), mode
+    # NOCACHE: LittleCMS's one-pixel cache is what makes a shared transform unsafe across threads; without
+    # it cmsDoTransform is thread-safe, same pixels, and no slower in one call (12 MP, medians: 182-183 vs 184-187 ms).
+    transform = ImageCms.buildTransform(
+        profile, srgb, mode, "RGB", renderingIntent=ImageCms.Intent.PERCEPTUAL, flags=ImageCms.Flags.NOCACHE
+    )
+    return transform, mode
+
+
+def _apply(transform: ImageCms.ImageCmsTransform, image: Image.Image, pool: Executor | None) -> Image.Image:
+    """Run `transform` on `image`, large frames in bands on `pool` (Pillow releases the GIL while LittleCMS runs).
+
+    Each pixel is transformed on its own, so the bands give the same bytes as one call.
+    """
+    width, height = image.size
+    bands = min(height, max(2, width * height // _BAND_PIXELS))
+    if pool is None or width * height < _MIN_BANDED_PIXELS or bands < 2:
+        return transform.apply(image)
+    rows = [(height * i // bands, height * (i + 1) // bands) for i in range(bands)]
+    parts = pool.map(lambda r: transform.apply(image.crop((0, r[0], width, r[1]))), rows)
+    result = Image.new(transform.output_mode, image.size)
+    for (top, _), part in zip(rows, parts, strict=True):
+        result.paste(part, (0, top))
+    return result
 
 
 def _without_profile(image: Image.Image) -> Image.Image:
@@ -136,13 +167,15 @@ def _without_profile(image: Image.Image) -> Image.Image:
     return image.convert("RGB") if image.mode == "CMYK" else image
 
 
-def to_srgb(image: Image.Image, icc: bytes | None) -> Image.Image:
+def to_srgb(image: Image.Image, icc: bytes | None, *, pool: Executor | None = None) -> Image.Image:
     """Convert a decoded frame with optional embedded ICC profile to 8-bit sRGB (L, LA, RGB, RGBA).
 
-    A profile LittleCMS cannot use (damaged, or for another colour space than
-    the pixels) is logged and ignored: the pixels are then taken as sRGB, as a
-    browser would. A grey profile on RGB pixels (Pillow widens 16-bit grey+alpha
-    PNGs to RGBA) is applied to their grey values.
+    With a `pool`, a large frame's profile transform (~15 ms per megapixel) is
+    split across it; without one, no other thread is used. A profile LittleCMS
+    cannot use (damaged, or for another colour space than the pixels) is logged
+    and ignored: the pixels are then taken as sRGB, as a browser would. A grey
+    profile on RGB pixels (Pillow widens 16-bit grey+alpha PNGs to RGBA) is
+    applied to their grey values.
     """
     image = to_working_mode(image)
     if not icc:
@@ -163,7 +196,7 @@ def to_srgb(image: Image.Image, icc: bytes | None) -> Image.Image:
     if transform is None:
         return image
     colour = image if image.mode == profile_mode else image.convert(profile_mode)
-    converted = transform.apply(colour)
+    converted = _apply(transform, colour, pool)
     if not has_alpha:
         return converted
     return Image.merge("RGBA", (*converted.split(), image.getchannel("A")))

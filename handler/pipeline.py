@@ -11,12 +11,13 @@ Order of work, chosen so every pixel is touched as few times as possible:
    `_DRAFT_HEADROOM` times the pixels it needs;
 3. decode once, convert to 8-bit sRGB once: on the decoded frame, or, when no
    variant is full size and an ICC profile must be applied, on each frame
-   resampled from it (a profile transform costs ~15 ms per megapixel);
+   resampled from it (a profile transform costs ~15 ms per megapixel, split
+   in bands across the thread pool for large frames);
 4. resample largest variants first, each from the smallest already-made
    full-frame intermediate that is at least twice its size (or from the decoded
    frame), with `reducing_gap` so the expensive filter runs on few pixels;
 5. apply the orientation to the small results, flatten alpha where the codec needs it;
-6. encode on a thread pool (Pillow's codecs release the GIL), slowest first.
+6. encode on the thread pool (Pillow's codecs release the GIL), slowest first.
 """
 
 from __future__ import annotations
@@ -325,7 +326,7 @@ def render(
 
     Raises `Rejected` (with `.reason` in `REASONS`) for uploads we refuse; any
     other exception is a bug or a resource problem, not the upload's fault.
-    `workers=None` sizes the encoder pool to the available CPUs; 1 runs inline.
+    `workers=None` sizes the thread pool (colour, resize, encode) to the available CPUs; 1 runs inline.
     """
     if not specs:
         raise ValueError("specs must name at least one variant")
@@ -362,10 +363,6 @@ def render(
         and decoded.mode != "CMYK"
         and not any(plan.crop is None and plan.stored_size == decoded.size for plan in plans)
     )
-    if not defer_icc:
-        decoded = to_srgb(decoded, icc)
-    del image  # when colour conversion made a new frame, free the decoder's one (36 MB at 12 MP) now
-
     order = sorted(range(len(specs)), key=lambda i: (plans[i].pixels, _CODEC_COST[specs[i].format]), reverse=True)
     made: list[_Sized] = []
     upright: dict[int, Image.Image] = {}
@@ -373,13 +370,17 @@ def render(
     results: dict[int, Future[bytes] | bytes] = {}
     transpose = TRANSPOSE_FOR_ORIENTATION.get(orientation)
 
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="encode") if workers > 1 else None
+    # One pool for the colour transform, resizes and encodes; workers=1 starts no thread at all.
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="render") if workers > 1 else None
     try:
+        if not defer_icc:
+            decoded = to_srgb(decoded, icc, pool=pool)
+        del image  # when colour conversion made a new frame, free the decoder's one (36 MB at 12 MP) now
         for index in order:
             spec = specs[index]
             sized = _resample(decoded, original_size, plans[index], made, pool=pool)
             if defer_icc and sized.from_decoded:
-                sized = _Sized(to_srgb(sized.image, icc), sized.full_frame)
+                sized = _Sized(to_srgb(sized.image, icc, pool=pool), sized.full_frame)
             if all(sized is not m for m in made):
                 made.append(sized)
             frame = upright.get(id(sized.image))

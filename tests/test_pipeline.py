@@ -6,6 +6,9 @@ import dataclasses
 import io
 import logging
 import math
+import random
+import threading
+from concurrent.futures import Executor
 
 import pytest
 from PIL import ExifTags, Image, ImageChops, ImageCms, ImageFile, ImageOps, ImageStat, PngImagePlugin
@@ -292,6 +295,51 @@ def test_thread_pool_and_inline_produce_identical_bytes(preset: str, photos_dir)
     assert [v.data for v in threaded] == [v.data for v in inline]
 
 
+def _large_p3_upload(hostile_dir) -> bytes:
+    """A 0.8 MP PNG tagged Display P3: large enough for the colour step to be banded on the pool."""
+    p3 = Image.open(hostile_dir / "sharp_p3.png").info["icc_profile"]
+    image = Image.frombytes("RGB", (1000, 800), random.Random(0).randbytes(1000 * 800 * 3))
+    return encoded(image, icc_profile=p3, compress_level=1)
+
+
+# On the decode when a variant is full size; on the 900x720 resized frame when none is.
+COLOUR_STEP_SPECS = {
+    "on-decode": [PNG_FULL, JPEG_BOX],
+    "deferred": [VariantSpec("large", "png", width=900, height=900)],
+}
+
+
+@pytest.mark.parametrize("where", sorted(COLOUR_STEP_SPECS))
+def test_one_worker_starts_no_thread_and_matches_the_pool(where: str, hostile_dir, monkeypatch) -> None:
+    data = _large_p3_upload(hostile_dir)
+    specs = COLOUR_STEP_SPECS[where]
+    threaded = render(data, specs, workers=2)
+    monkeypatch.setattr(threading.Thread, "start", lambda thread: pytest.fail(f"workers=1 started {thread.name}"))
+
+    inline = render(data, specs, workers=1)
+
+    assert [v.data for v in inline] == [v.data for v in threaded]
+
+
+@pytest.mark.parametrize("where", sorted(COLOUR_STEP_SPECS))
+@pytest.mark.parametrize("workers", [1, 2])
+def test_colour_step_is_given_the_pool_only_with_threads(where: str, workers: int, hostile_dir, monkeypatch) -> None:
+    from handler import pipeline
+
+    pools: list[Executor | None] = []
+    real_to_srgb = pipeline.to_srgb
+
+    def spy(image: Image.Image, icc: bytes | None, *, pool: Executor | None = None) -> Image.Image:
+        pools.append(pool)
+        return real_to_srgb(image, icc, pool=pool)
+
+    monkeypatch.setattr(pipeline, "to_srgb", spy)
+    render(_large_p3_upload(hostile_dir), COLOUR_STEP_SPECS[where], workers=workers)
+
+    assert len(pools) == 1
+    assert (pools[0] is not None) == (workers > 1)
+
+
 def test_responsive_sizes_from_shrink_on_load_and_reused_intermediates(photos_dir) -> None:
     data = (photos_dir / "elephants_12mp_p3_orient6.jpg").read_bytes()  # 4032x3024 stored, orientation 6
     variants = {v.name: v for v in render(data, PRESETS["responsive"])}
@@ -342,9 +390,9 @@ def test_profile_is_applied_to_the_resized_frames_not_the_decode(photos_dir, mon
     transformed: list[tuple[int, int]] = []
     real_to_srgb = pipeline.to_srgb
 
-    def spy(image: Image.Image, icc: bytes | None) -> Image.Image:
+    def spy(image: Image.Image, icc: bytes | None, *, pool: Executor | None = None) -> Image.Image:
         transformed.append(image.size)
-        return real_to_srgb(image, icc)
+        return real_to_srgb(image, icc, pool=pool)
 
     monkeypatch.setattr(pipeline, "to_srgb", spy)
     specs = [dataclasses.replace(spec, format="png", quality=None) for spec in PRESETS["responsive"]]
