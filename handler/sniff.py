@@ -5,9 +5,10 @@ Pure bytes in, labels out: nothing here decodes pixels. The pipeline uses it to
 an accepted format (`corrupt`) from a real image in a format we refuse
 (`unsupported_format`) and from data that is no image at all (`not_an_image`),
 (c) read the frame size of containers whose decoders would fail or allocate
-on a huge one before Pillow could report it (`declared_size`), and (d) find
+on a huge one before Pillow could report it (`declared_size`), (d) find
 uploads cut short after the frame we render (`truncation`): decoders read only
-the first frame and are content when it is intact.
+the first frame and are content when it is intact, and (e) count a JPEG's scans
+(`jpeg_scans`), whose decoding cost no pixel limit bounds.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import array
 import logging
 import operator
+import re
 import struct
 import sys
 from collections.abc import Iterator
@@ -283,6 +285,45 @@ def _mp_index(data: bytes) -> tuple[int, bytes] | None:
                 found = (pos + 8, data[pos + 8 : pos + 2 + length])
             pos += 2 + length
     raise _WalkTooLongError(pos)
+
+
+# A marker inside entropy-coded data: 0xFF then neither a stuffed zero, a restart marker nor a fill byte.
+_NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+
+
+def jpeg_scans(data: bytes, stop_after: int) -> int:
+    """How many scans (SOS segments) the first image of a JPEG holds, counting no further than `stop_after` + 1.
+
+    libjpeg decodes every scan of a progressive JPEG over the whole frame, and the standard lets a scan
+    cover thousands of blocks in a few bytes (EOB runs), so a small file can keep it busy for minutes
+    (libjpeg-turbo's LJT-01-003). Encoders write about 10 scans. Header segments are skipped by their
+    length, so thumbnails inside APP segments do not count; entropy-coded data is searched in C for the
+    next marker. Damaged or cut structure ends the count: the decoder reports that damage itself.
+    """
+    end, pos, scans = len(data), 2, 0
+    while pos + 4 <= end and scans <= stop_after:
+        if data[pos] != 0xFF:
+            found = _NEXT_MARKER.search(data, pos)
+            if found is None:
+                break
+            pos = found.start()
+        marker = data[pos + 1]
+        if marker == 0xD9:  # end of the first image
+            break
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
+            pos += 2
+            continue
+        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if marker == 0xDA:
+            scans += 1
+            found = _NEXT_MARKER.search(data, pos)
+            if found is None:
+                break
+            pos = found.start()
+    return scans
 
 
 def _mpo_missing(data: bytes) -> str | None:

@@ -13,8 +13,17 @@ from concurrent.futures import Executor
 import pytest
 from PIL import ExifTags, Image, ImageChops, ImageCms, ImageFile, ImageOps, ImageStat, PngImagePlugin
 
-from handler.pipeline import DEFAULT_PIXEL_LIMIT, Rejected, RenderedVariant, default_workers, encode_variant, render
+from handler.pipeline import (
+    DEFAULT_PIXEL_LIMIT,
+    JPEG_SCAN_LIMIT,
+    Rejected,
+    RenderedVariant,
+    default_workers,
+    encode_variant,
+    render,
+)
 from handler.variants import PRESETS, VariantSpec
+from tests.test_pipeline_sniff import scan_bomb
 
 
 def encoded(image: Image.Image, fmt: str = "PNG", **params: object) -> bytes:
@@ -247,6 +256,21 @@ def test_too_many_pixels_is_rejected_from_the_header_without_decoding(monkeypatc
     assert excinfo.value.reason == "too_many_pixels"
     assert "3000x3000" in excinfo.value.detail
     assert Image.MAX_IMAGE_PIXELS == DEFAULT_PIXEL_LIMIT  # the process-wide guard is left alone
+
+
+def test_a_jpeg_with_thousands_of_scans_is_rejected_before_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    bomb = scan_bomb(20 * JPEG_SCAN_LIMIT)  # a few hundred bytes per 100 scans, each decoded over the frame
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("decoded a scan bomb"))
+    with pytest.raises(Rejected) as excinfo:
+        render(bomb, [PNG_FULL])
+    assert excinfo.value.reason == "too_many_scans"
+    assert f"more than {JPEG_SCAN_LIMIT} scans" in excinfo.value.detail
+
+
+def test_a_jpeg_at_the_scan_limit_still_renders() -> None:
+    [variant] = render(scan_bomb(JPEG_SCAN_LIMIT, size=(320, 240)), [PNG_FULL])
+    with Image.open(io.BytesIO(variant.data)) as reopened:
+        assert reopened.size == (320, 240)
 
 
 @pytest.mark.parametrize(

@@ -318,3 +318,56 @@ def test_tiff_pages_beyond_the_cap_are_left_unchecked(
     data = whole("tiff-3-pages")
     assert sniff.truncation(data[: last_pixel_byte(data) - 1]) is None
     assert "TIFF not checked for truncation: more than 2 pages" in caplog.text
+
+
+def scan_bomb(scans: int, size: tuple[int, int] = (256, 192)) -> bytes:
+    """A progressive JPEG whose last scan is repeated until the file holds `scans` of them.
+
+    libjpeg only warns about such a progression and decodes every scan over the whole frame.
+    """
+    image = Image.new("RGB", size, (120, 130, 140))
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=85, progressive=True)
+    data = buffer.getvalue()
+    last_scan = data[data.rindex(b"\xff\xda") : -2]  # SOS marker (never stuffed in data) up to the EOI
+    written = data.count(b"\xff\xda")
+    return data[:-2] + last_scan * (scans - written) + b"\xff\xd9"
+
+
+def app_segment(marker: int, payload: bytes) -> bytes:
+    return bytes((0xFF, marker)) + (len(payload) + 2).to_bytes(2, "big") + payload
+
+
+@pytest.mark.parametrize(
+    ("params", "scans"),
+    [({}, 1), ({"progressive": True}, 10), ({"progressive": True, "restart_marker_blocks": 1}, 10)],
+    ids=["baseline", "progressive", "progressive-with-restarts"],
+)
+def test_jpeg_scans_counts_the_scans_an_encoder_wrote(params: dict[str, object], scans: int) -> None:
+    data = saved("JPEG", **params)
+    assert data.count(b"\xff\xda") == scans, "the fixture itself: libjpeg's colour progression has 10 scans"
+    assert sniff.jpeg_scans(data, stop_after=100) == scans
+
+
+def test_jpeg_scans_skip_thumbnails_in_headers_and_images_after_the_first() -> None:
+    progressive = saved("JPEG", progressive=True)
+    thumbnail = saved("JPEG", progressive=True)
+    with_thumbnail = progressive[:2] + app_segment(0xE1, b"Exif\0\0" + thumbnail) + progressive[2:]
+    assert sniff.jpeg_scans(with_thumbnail, stop_after=100) == 10
+    assert sniff.jpeg_scans(progressive + thumbnail * 20, stop_after=100) == 10, "an MPO's later images"
+    with_fill = progressive.replace(b"\xff\xda", b"\xff\xff\xff\xda")
+    assert sniff.jpeg_scans(with_fill, stop_after=100) == 10, "fill bytes before markers"
+
+
+def test_jpeg_scans_stop_counting_past_the_limit() -> None:
+    bomb = scan_bomb(5000)
+    assert bomb.count(b"\xff\xda") == 5000
+    assert sniff.jpeg_scans(bomb, stop_after=100) == 101
+    assert sniff.jpeg_scans(bomb, stop_after=10_000) == 5000
+
+
+@pytest.mark.parametrize("cut", [3, 10, 200, -40])
+def test_jpeg_scans_of_damaged_files_end_without_error(cut: int) -> None:
+    data = saved("JPEG", progressive=True)
+    assert 0 <= sniff.jpeg_scans(data[:cut], stop_after=100) <= 10
+    assert sniff.jpeg_scans(b"\xff\xd8" + b"\x00" * 50, stop_after=100) == 0
