@@ -43,7 +43,6 @@ from handler.variants import VariantSpec
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_PIXEL_LIMIT",
-    "JPEG_SCAN_LIMIT",
     "REASONS",
     "Rejected",
     "RenderedVariant",
@@ -64,12 +63,7 @@ MAX_PIXEL_LIMIT = 2 * DEFAULT_PIXEL_LIMIT
 LAMBDA_MB_PER_VCPU = 1769
 """Lambda grants the equivalent of one vCPU at 1769 MB of memory, proportionally below and above."""
 
-JPEG_SCAN_LIMIT = 100
-"""JPEG scans accepted. Encoders write about 10; libjpeg decodes each over the whole frame, and a crafted
-file of a few hundred kilobytes with thousands of scans would keep it busy past any Lambda timeout. At the
-limit, decoding a frame of `DEFAULT_PIXEL_LIMIT` pixels costs on the order of a second more."""
-
-REASONS = ("unsupported_format", "not_an_image", "corrupt", "too_many_pixels", "too_many_scans", "too_large")
+REASONS = ("unsupported_format", "not_an_image", "corrupt", "too_many_pixels", "too_complex", "too_large")
 
 # Intermediates are reused as resampling sources only when at least this much
 # larger than the target, so the second resampling cannot soften the result.
@@ -179,6 +173,9 @@ def _open(data: bytes, pixel_limit: int) -> Image.Image:
             "too_many_pixels",
             f"header declares {width}x{height} = {width * height} pixels, exceeds the limit {pixel_limit}",
         )
+    excess = sniff.excess_structure(data)
+    if excess is not None:
+        raise Rejected("too_complex", excess)
     heif = sniff.is_heif_container(data)
     if heif:
         _ensure_heif_plugin()
@@ -196,11 +193,6 @@ def _open(data: bytes, pixel_limit: int) -> Image.Image:
         raise Rejected("too_many_pixels", f"{width}x{height} = {width * height} pixels exceeds the limit {pixel_limit}")
     if width < 1 or height < 1:
         raise Rejected("corrupt", f"header declares an empty frame {width}x{height}")
-    if image.format in ("JPEG", "MPO") and sniff.jpeg_scans(data, stop_after=JPEG_SCAN_LIMIT) > JPEG_SCAN_LIMIT:
-        raise Rejected(
-            "too_many_scans",
-            f"JPEG has more than {JPEG_SCAN_LIMIT} scans (encoders write about 10), each decoded over the whole frame",
-        )
     missing = sniff.truncation(data)
     if missing is not None:
         raise Rejected("corrupt", missing)

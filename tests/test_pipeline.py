@@ -15,15 +15,15 @@ from PIL import ExifTags, Image, ImageChops, ImageCms, ImageFile, ImageOps, Imag
 
 from handler.pipeline import (
     DEFAULT_PIXEL_LIMIT,
-    JPEG_SCAN_LIMIT,
     Rejected,
     RenderedVariant,
     default_workers,
     encode_variant,
     render,
 )
+from handler.sniff import HEADER_PART_LIMIT, JPEG_SCAN_LIMIT
 from handler.variants import PRESETS, VariantSpec
-from tests.test_pipeline_sniff import scan_bomb
+from tests.test_pipeline_sniff import gif_with_extensions, jpeg_with_segments, png_with_chunks, scan_bomb
 
 
 def encoded(image: Image.Image, fmt: str = "PNG", **params: object) -> bytes:
@@ -258,13 +258,24 @@ def test_too_many_pixels_is_rejected_from_the_header_without_decoding(monkeypatc
     assert Image.MAX_IMAGE_PIXELS == DEFAULT_PIXEL_LIMIT  # the process-wide guard is left alone
 
 
-def test_a_jpeg_with_thousands_of_scans_is_rejected_before_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
-    bomb = scan_bomb(20 * JPEG_SCAN_LIMIT)  # a few hundred bytes per 100 scans, each decoded over the frame
-    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("decoded a scan bomb"))
+@pytest.mark.parametrize(
+    ("data", "detail"),
+    [
+        (scan_bomb(20 * JPEG_SCAN_LIMIT), f"JPEG has more than {JPEG_SCAN_LIMIT} scans"),
+        (jpeg_with_segments(20 * HEADER_PART_LIMIT), f"JPEG has more than {HEADER_PART_LIMIT} marker segments"),
+        (png_with_chunks(20 * HEADER_PART_LIMIT), f"PNG has more than {HEADER_PART_LIMIT} chunks"),
+        (gif_with_extensions(20 * HEADER_PART_LIMIT), f"GIF has more than {HEADER_PART_LIMIT} extension blocks"),
+    ],
+    ids=["jpeg-scans", "jpeg-segments", "png-chunks", "gif-extensions"],
+)
+def test_more_parts_than_any_encoder_writes_are_rejected_before_any_decoder_runs(
+    data: bytes, detail: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Image, "open", lambda *args, **kwargs: pytest.fail("a decoder parsed a flood of parts"))
     with pytest.raises(Rejected) as excinfo:
-        render(bomb, [PNG_FULL])
-    assert excinfo.value.reason == "too_many_scans"
-    assert f"more than {JPEG_SCAN_LIMIT} scans" in excinfo.value.detail
+        render(data, [PNG_FULL])
+    assert excinfo.value.reason == "too_complex"
+    assert excinfo.value.detail.startswith(detail)
 
 
 def test_a_jpeg_at_the_scan_limit_still_renders() -> None:

@@ -7,6 +7,7 @@ import functools
 import io
 import logging
 import struct
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -338,36 +339,75 @@ def app_segment(marker: int, payload: bytes) -> bytes:
     return bytes((0xFF, marker)) + (len(payload) + 2).to_bytes(2, "big") + payload
 
 
+def png_with_chunks(count: int) -> bytes:
+    """A PNG with `count` private ancillary chunks (no payload, valid CRC) before its image data."""
+    data = saved("PNG")
+    chunk = struct.pack(">I", 0) + b"prVt" + struct.pack(">I", zlib.crc32(b"prVt"))
+    return data[:33] + chunk * count + data[33:]  # after the 8-byte signature and the 25-byte IHDR
+
+
+def gif_with_extensions(count: int, sub_blocks: int = 1) -> bytes:
+    """A GIF with `count` comment extensions of `sub_blocks` one-byte sub-blocks each before its image."""
+    data = saved("GIF")
+    image = data.index(b"\x2c", 13)  # the image descriptor, after header, screen descriptor and palette
+    return data[:image] + (b"\x21\xfe" + b"\x01x" * sub_blocks + b"\x00") * count + data[image:]
+
+
+def jpeg_with_segments(count: int) -> bytes:
+    return saved("JPEG")[:2] + app_segment(0xE5, b"") * count + saved("JPEG")[2:]
+
+
 @pytest.mark.parametrize(
-    ("params", "scans"),
-    [({}, 1), ({"progressive": True}, 10), ({"progressive": True, "restart_marker_blocks": 1}, 10)],
-    ids=["baseline", "progressive", "progressive-with-restarts"],
+    "data",
+    [
+        saved("JPEG"),
+        saved("JPEG", progressive=True),
+        saved("JPEG", progressive=True, restart_marker_blocks=1),
+        scan_bomb(sniff.JPEG_SCAN_LIMIT),
+        jpeg_with_segments(sniff.HEADER_PART_LIMIT - 20),  # leaves room for the file's own APP0, DQT, SOF, DHT
+        png_with_chunks(sniff.HEADER_PART_LIMIT - 1),  # IHDR is the first
+        gif_with_extensions(sniff.HEADER_PART_LIMIT),
+        gif_with_extensions(1, sub_blocks=sniff.GIF_SUB_BLOCK_LIMIT),
+    ],
+    ids=["baseline", "progressive", "restarts", "scans", "segments", "chunks", "extensions", "sub-blocks"],
 )
-def test_jpeg_scans_counts_the_scans_an_encoder_wrote(params: dict[str, object], scans: int) -> None:
-    data = saved("JPEG", **params)
-    assert data.count(b"\xff\xda") == scans, "the fixture itself: libjpeg's colour progression has 10 scans"
-    assert sniff.jpeg_scans(data, stop_after=100) == scans
+def test_structure_up_to_the_limits_is_accepted(data: bytes) -> None:
+    assert sniff.excess_structure(data) is None
 
 
-def test_jpeg_scans_skip_thumbnails_in_headers_and_images_after_the_first() -> None:
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (scan_bomb(sniff.JPEG_SCAN_LIMIT + 1), f"JPEG has more than {sniff.JPEG_SCAN_LIMIT} scans"),
+        (scan_bomb(5000), f"JPEG has more than {sniff.JPEG_SCAN_LIMIT} scans"),
+        (jpeg_with_segments(sniff.HEADER_PART_LIMIT), f"JPEG has more than {sniff.HEADER_PART_LIMIT} marker segments"),
+        (png_with_chunks(sniff.HEADER_PART_LIMIT), f"PNG has more than {sniff.HEADER_PART_LIMIT} chunks"),
+        (gif_with_extensions(sniff.HEADER_PART_LIMIT + 1), f"GIF has more than {sniff.HEADER_PART_LIMIT} extension"),
+        (
+            gif_with_extensions(1, sub_blocks=sniff.GIF_SUB_BLOCK_LIMIT + 1),
+            f"GIF has more than {sniff.GIF_SUB_BLOCK_LIMIT} data sub-blocks",
+        ),
+    ],
+    ids=["scans-over", "scans-far-over", "segments", "chunks", "extensions", "sub-blocks"],
+)
+def test_structure_past_a_limit_is_named(data: bytes, message: str) -> None:
+    excess = sniff.excess_structure(data)
+    assert excess is not None and excess.startswith(message), excess
+
+
+def test_jpeg_parts_in_thumbnails_and_later_images_do_not_count() -> None:
+    bomb = scan_bomb(sniff.JPEG_SCAN_LIMIT + 1)
     progressive = saved("JPEG", progressive=True)
-    thumbnail = saved("JPEG", progressive=True)
-    with_thumbnail = progressive[:2] + app_segment(0xE1, b"Exif\0\0" + thumbnail) + progressive[2:]
-    assert sniff.jpeg_scans(with_thumbnail, stop_after=100) == 10
-    assert sniff.jpeg_scans(progressive + thumbnail * 20, stop_after=100) == 10, "an MPO's later images"
-    with_fill = progressive.replace(b"\xff\xda", b"\xff\xff\xff\xda")
-    assert sniff.jpeg_scans(with_fill, stop_after=100) == 10, "fill bytes before markers"
-
-
-def test_jpeg_scans_stop_counting_past_the_limit() -> None:
-    bomb = scan_bomb(5000)
-    assert bomb.count(b"\xff\xda") == 5000
-    assert sniff.jpeg_scans(bomb, stop_after=100) == 101
-    assert sniff.jpeg_scans(bomb, stop_after=10_000) == 5000
+    with_thumbnail = progressive[:2] + app_segment(0xE1, b"Exif\0\0" + bomb[:60_000]) + progressive[2:]
+    assert sniff.excess_structure(with_thumbnail) is None
+    assert sniff.excess_structure(progressive + bomb) is None, "an MPO's later images are not decoded"
+    with_fill = bomb.replace(b"\xff\xda", b"\xff\xff\xff\xda")
+    assert sniff.excess_structure(with_fill) is not None, "fill bytes before markers are skipped, not miscounted"
 
 
 @pytest.mark.parametrize("cut", [3, 10, 200, -40])
-def test_jpeg_scans_of_damaged_files_end_without_error(cut: int) -> None:
-    data = saved("JPEG", progressive=True)
-    assert 0 <= sniff.jpeg_scans(data[:cut], stop_after=100) <= 10
-    assert sniff.jpeg_scans(b"\xff\xd8" + b"\x00" * 50, stop_after=100) == 0
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF"])
+def test_damaged_structure_is_left_to_the_decoder(fmt: str, cut: int) -> None:
+    data = saved(fmt, progressive=True) if fmt == "JPEG" else saved(fmt)
+    assert sniff.excess_structure(data[:cut]) is None
+    assert sniff.excess_structure(data[:12] + b"\x00" * 50) is None
