@@ -369,8 +369,9 @@ def is_wildcard_resource(resource: str) -> bool:
     (`arn:aws:s3:::bucket/*` is that bucket's objects), or the name after a resource type
     (`log-group:NAME:*` is one group's streams, `table/NAME/index/*` one table's indexes), or an
     untyped name (`arn:aws:sqs:...:queue`). So `log-group:*`, `arn:aws:s3:::photos-*` and
-    `arn:aws:sqs:*:123456789012:q` are wildcards. IAM paths are not told from names
-    (`role/service-role/*` passes).
+    `arn:aws:sqs:*:123456789012:q` are wildcards. An IAM resource is named by the last part of its
+    path (`role/service-role/NAME`), so a wildcard anywhere after its type (`role/service-role/*`)
+    reaches every role under that path.
     """
     if _has_wildcard(resource) and not resource.startswith("arn:"):
         return True
@@ -386,7 +387,7 @@ def is_wildcard_resource(resource: str) -> bool:
     if typed is None:
         return _has_wildcard(name)
     _, delimiter, rest = typed.groups()
-    named = rest.split(delimiter, 1)[0]
+    named = rest if service == "iam" else rest.split(delimiter, 1)[0]
     return not named or _has_wildcard(named)
 
 

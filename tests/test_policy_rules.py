@@ -445,6 +445,11 @@ def test_arn_with_a_wildcard_resource_part(dev: ProgramRun) -> None:
         ("arn:aws:kms:us-east-1:123456789012:alias/*", True),
         ("arn:aws:lambda:us-east-1:123456789012:function:resize:*", False),
         ("arn:aws:lambda:us-east-1:123456789012:function:res?ze", True),
+        ("arn:aws:iam::123456789012:role/*", True),
+        ("arn:aws:iam::123456789012:role/service-role/*", True),
+        ("arn:aws:iam::123456789012:role/*/resize", True),
+        ("arn:aws:iam::123456789012:role/service-role/resize-role", False),
+        ("arn:aws:iam::123456789012:role/resize-role", False),
     ],
 )
 def test_a_wildcard_resource_reaches_more_than_one_named_resource(resource: str, wildcard: bool) -> None:
