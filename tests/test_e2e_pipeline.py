@@ -21,6 +21,7 @@ from local.cli import Session, UploadResult, is_output_of
 from local.deployer import deploy, stack_region
 from local.emulator import Emulator
 from local.lambda_service import LambdaService
+from tests.test_pipeline_sniff import scan_bomb
 
 pytestmark = pytest.mark.e2e
 
@@ -97,6 +98,18 @@ def test_hostile_upload_is_quarantined_with_its_reason_and_no_variants(
     assert head["Metadata"]["reason"], f"{key}: quarantined without a reason"
     assert result.quarantine_reason == head["Metadata"]["reason"]
     assert not _outputs_of(session, key), f"{key} produced variants"
+
+
+def test_a_scan_bomb_is_quarantined_as_too_complex_not_timed_out(session: Session, tmp_path: Path) -> None:
+    bomb = tmp_path / "bomb.jpg"
+    bomb.write_bytes(scan_bomb(5000, size=(4000, 3000)))  # ~2 s to decode here; 50 MB of it, ~20 min
+    result = _process(session, bomb, "hostile/bomb.jpg")
+    assert result.invocation is not None and result.invocation.status == "succeeded", result.summary()
+    assert len(result.invocation.attempts) == 1
+    head = session.s3.head_object(Bucket=session.quarantine_bucket, Key="hostile/bomb.jpg")
+    assert head["Metadata"]["reason"] == "too_complex"
+    assert "more than 100 scans" in unquote_plus(head["Metadata"]["detail"])
+    assert not _outputs_of(session, "hostile/bomb.jpg")
 
 
 def test_same_event_delivered_twice_writes_the_same_keys(session: Session, hostile_dir: Path) -> None:
