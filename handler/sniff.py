@@ -266,29 +266,56 @@ def _gif_missing(data: bytes) -> str | None:
     return f"the file ends at offset {end} after the {last}, without an image or the trailer (0x3B)"
 
 
-def _mp_index(data: bytes) -> tuple[int, bytes] | None:
-    """(offset of its endianness marker, content) of the last APP2 'MPF' segment before the scan, as Pillow reads it."""
-    end, pos, found = len(data), 2, None
-    for _ in range(_MAX_WALK_STEPS):
-        if pos + 4 > end or data[pos] != 0xFF:
-            return found
-        marker = data[pos + 1]
-        if marker in (0xD9, 0xDA):  # end of image, start of scan: no more header segments
-            return found
-        if marker == 0xFF:  # fill byte
-            pos += 1
-        elif marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
-            pos += 2
-        else:
-            length = int.from_bytes(data[pos + 2 : pos + 4], "big")
-            if marker == 0xE2 and data[pos + 4 : pos + 8] == b"MPF\0":
-                found = (pos + 8, data[pos + 8 : pos + 2 + length])
-            pos += 2 + length
-    raise _WalkTooLongError(pos)
-
-
 # A marker inside entropy-coded data: 0xFF then neither a stuffed zero, a restart marker nor a fill byte.
 _NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+
+
+def _jpeg_segments(data: bytes) -> Iterator[tuple[int, int, int]]:
+    """(marker, start of payload, end) of each segment of a JPEG's first image, in order, up to its EOI.
+
+    Fill bytes and markers without a length are passed over, and so is junk between segments, as
+    Pillow does. After a scan (SOS) its entropy-coded data is searched in C for the next marker. A cut
+    or damaged file ends the walk: the decoder reports it.
+    """
+    end, pos = len(data), 2
+    while pos + 4 <= end:
+        if data[pos] != 0xFF:
+            found = _NEXT_MARKER.search(data, pos)
+            if found is None:
+                return
+            pos = found.start()
+        marker = data[pos + 1]
+        if marker == 0xD9:  # end of the first image
+            return
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
+            pos += 2
+            continue
+        segment_end = pos + 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+        yield marker, pos + 4, segment_end
+        pos = segment_end
+        if marker == 0xDA:
+            found = _NEXT_MARKER.search(data, pos)
+            if found is None:
+                return
+            pos = found.start()
+
+
+def _mp_index(data: bytes) -> tuple[int, bytes] | None:
+    """(offset of its endianness marker, content) of the last APP2 'MPF' segment before the scan, as Pillow reads it."""
+    found = None
+    for step, (marker, payload, segment_end) in enumerate(_jpeg_segments(data)):
+        if marker == 0xDA:  # start of scan: no more header segments
+            return found
+        if step >= _MAX_WALK_STEPS:
+            raise _WalkTooLongError(payload)
+        if marker == 0xE2 and data[payload : payload + 4] == b"MPF\0":
+            found = (payload + 4, data[payload + 4 : segment_end])
+    return found
+
+
 JPEG_SCAN_LIMIT = 100
 """Scans accepted in a JPEG. Encoders write about 10; libjpeg decodes each over the whole frame."""
 HEADER_PART_LIMIT = 1000
@@ -298,29 +325,13 @@ GIF_SUB_BLOCK_LIMIT = 1_000_000
 
 
 def _jpeg_excess(data: bytes) -> str | None:
-    """More header segments or scans in the first image than `HEADER_PART_LIMIT` or `JPEG_SCAN_LIMIT`.
+    """More segments or scans in the first image than `HEADER_PART_LIMIT` or `JPEG_SCAN_LIMIT`.
 
-    Header segments are skipped by their length, so thumbnails inside APP segments do not count, and the
-    count ends at the first image's EOI, so an MPO's later images do not either. Entropy-coded data is
-    searched in C for the next marker. Damaged or cut structure ends the walk: the decoder reports it.
+    Segments are walked by their length, so thumbnails inside APP segments do not count, and the walk
+    ends at the first image's EOI, so an MPO's later images do not count either.
     """
-    end, pos, segments, scans = len(data), 2, 0, 0
-    while pos + 4 <= end:
-        if data[pos] != 0xFF:
-            found = _NEXT_MARKER.search(data, pos)
-            if found is None:
-                return None
-            pos = found.start()
-        marker = data[pos + 1]
-        if marker == 0xD9:  # end of the first image
-            return None
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
-            pos += 2
-            continue
-        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+    segments = scans = 0
+    for marker, _, _ in _jpeg_segments(data):
         if marker != 0xDA:
             segments += 1
             if segments > HEADER_PART_LIMIT:
@@ -329,10 +340,6 @@ def _jpeg_excess(data: bytes) -> str | None:
         scans += 1
         if scans > JPEG_SCAN_LIMIT:
             return f"JPEG has more than {JPEG_SCAN_LIMIT} scans (encoders write about 10), each decoded over the frame"
-        found = _NEXT_MARKER.search(data, pos)
-        if found is None:
-            return None
-        pos = found.start()
     return None
 
 
