@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
-from handler import sniff
+from handler import cicp, sniff
 from handler.colour import to_srgb, to_working_mode
 from handler.encode import encode_variant, prepare_for_format, save_prepared
 from handler.geometry import TRANSPOSE_FOR_ORIENTATION, Plan, output_size, plan_variant, read_orientation
@@ -199,6 +199,21 @@ def _open(data: bytes, pixel_limit: int) -> Image.Image:
     return image
 
 
+def _colour_profile(image: Image.Image, data: bytes) -> bytes | None:
+    """The ICC profile the decoded pixels are in: built from H.273 code points if the upload has them, else embedded."""
+    embedded = image.info.get("icc_profile")
+    points = sniff.colour_code_points(data)
+    if points is None:
+        return embedded
+    try:
+        return cicp.profile_for(points)
+    except ValueError as exc:
+        # As for an unusable ICC profile: what a browser shows without a description.
+        fallback = "the embedded ICC profile" if embedded else "sRGB"
+        LOG.warning("ignoring colour %s: %s; taking the pixels as %s", cicp.describe(points), exc, fallback)
+        return embedded
+
+
 def _draft_size(size: tuple[int, int], plans: Sequence[Plan]) -> tuple[int, int] | None:
     """The decode size to ask a JPEG decoder for, keeping headroom over every variant; None: full size."""
     width, height = size
@@ -355,7 +370,7 @@ def render(
         orientation = read_orientation(image)
         plans = [plan_variant(original_size, spec, orientation) for spec in specs]
     LOG.debug("decoded %s %s %s at %s", image.format, image.mode, original_size, image.size)
-    icc = image.info.get("icc_profile")
+    icc = _colour_profile(image, data)
     decoded = to_working_mode(image)
     # An ICC transform costs per pixel. When no variant is the decoded frame itself, transform each
     # frame resampled from it instead (for a phone's Display P3 photo: the 1200 px variant, not the

@@ -21,6 +21,8 @@ import struct
 import sys
 from collections.abc import Iterator
 
+from handler.cicp import CodePoints
+
 LOG = logging.getLogger(__name__)
 
 # Pillow plugin names we let decode uploads. JPEG covers MPO (Pillow's JPEG factory
@@ -182,6 +184,92 @@ def declared_size(data: bytes) -> tuple[int, int] | None:
         return _webp_size(data)
     if container in ("AVIF", "HEIF"):
         return _iso_bmff_size(data)
+    return None
+
+
+# --- colour described by code points ---------------------------------------------------------------------------
+
+_MAX_ITEM_ENTRIES = 100_000
+"""`ipma` entries read at most while looking for the primary item's: a 48 MP grid has a few hundred."""
+
+
+def _primary_property_indices(data: bytes, meta: tuple[int, int], iprp: tuple[int, int]) -> list[int] | None:
+    """1-based `ipco` indices of the properties associated with the primary item (`pitm`, `ipma`); None if unknown."""
+    pitm = _child(data, *meta, b"pitm")
+    ipma = _child(data, *iprp, b"ipma")
+    if pitm is None or ipma is None or pitm[1] - pitm[0] < 6:
+        return None
+    primary = int.from_bytes(data[pitm[0] + 4 : pitm[0] + (6 if data[pitm[0]] == 0 else 8)], "big")
+    version, flags = data[ipma[0]], data[ipma[0] + 3]
+    id_size, index_size = (2 if version == 0 else 4), (2 if flags & 1 else 1)
+    pos, end = ipma[0] + 8, ipma[1]
+    for _ in range(min(int.from_bytes(data[ipma[0] + 4 : ipma[0] + 8], "big"), _MAX_ITEM_ENTRIES)):
+        if pos + id_size + 1 > end:
+            return None
+        item, count = int.from_bytes(data[pos : pos + id_size], "big"), data[pos + id_size]
+        pos += id_size + 1
+        if item == primary:
+            if pos + count * index_size > end:
+                return None
+            mask = 0x7FFF if index_size == 2 else 0x7F  # the top bit flags the property as essential
+            starts = range(pos, pos + count * index_size, index_size)
+            return [int.from_bytes(data[p : p + index_size], "big") & mask for p in starts]
+        pos += count * index_size
+    return None
+
+
+def _iso_bmff_colour(data: bytes) -> CodePoints | None:
+    """The primary image's `nclx` colour property, unless it has an ICC one (`prof`, `rICC`): that wins."""
+    meta = _child(data, 0, len(data), b"meta")
+    if meta is None:
+        return None
+    meta = (meta[0] + 4, meta[1])  # a full box: skip version and flags
+    iprp = _child(data, *meta, b"iprp")
+    ipco = iprp and _child(data, *iprp, b"ipco")
+    if not iprp or not ipco:
+        return None
+    properties = list(_boxes(data, *ipco))
+    indices = _primary_property_indices(data, meta, iprp)
+    if indices is not None:
+        properties = [properties[i - 1] for i in indices if 0 < i <= len(properties)]
+    colours = [(data[s : s + 4], s, e) for kind, s, e in properties if kind == b"colr" and e - s >= 4]
+    if any(colour_type in (b"prof", b"rICC") for colour_type, _, _ in colours):
+        return None
+    for colour_type, s, e in colours:
+        if colour_type == b"nclx" and e - s >= 11:
+            primaries, transfer, matrix = struct.unpack_from(">HHH", data, s + 4)
+            return CodePoints(primaries, transfer, matrix, bool(data[s + 10] & 0x80))
+    return None
+
+
+def _png_colour(data: bytes) -> CodePoints | None:
+    """A `cICP` chunk before the image data (PNG 3rd edition); only RGB, full range is valid in PNG."""
+    end, pos = len(data), 8
+    for _ in range(HEADER_PART_LIMIT):
+        if pos + 8 > end or data[pos + 4 : pos + 8] in (b"IDAT", b"IEND"):
+            return None
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        if data[pos + 4 : pos + 8] == b"cICP" and length == 4 and pos + 12 <= end:
+            primaries, transfer, matrix, full_range = data[pos + 8 : pos + 12]
+            if matrix != 0 or full_range != 1:
+                LOG.warning("ignoring PNG cICP with matrix %d, full range %d: PNG allows only 0, 1", matrix, full_range)
+                return None
+            return CodePoints(primaries, transfer, matrix, True)
+        pos += 12 + length
+    return None
+
+
+def colour_code_points(data: bytes) -> CodePoints | None:
+    """The colour the upload describes by H.273 code points instead of (AVIF, HEIF) or over (PNG) an ICC profile.
+
+    AVIF and HEIF decoders apply the `nclx` matrix (YUV -> RGB) but hand back RGB in the described
+    primaries and transfer, with no ICC profile to say so; PNG's `cICP` overrides its `iCCP`.
+    """
+    container = accepted_container(data)
+    if container in ("AVIF", "HEIF"):
+        return _iso_bmff_colour(data)
+    if container == "PNG":
+        return _png_colour(data)
     return None
 
 
