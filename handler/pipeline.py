@@ -151,9 +151,26 @@ def _ensure_heif_plugin() -> None:
             _heif_registered = True
 
 
+def _header_error(container: str, error: BaseException) -> Rejected:
+    """`corrupt`, with the decoder's own words: a valid layout it has no decoder for (a TIFF's CMYK with alpha,
+    "unknown pixel mode") reads exactly like damage (a bit flip in BitsPerSample), so only the words tell."""
+    # A KeyError is a lookup of a code the decoder does not know (a TIFF compression, say): its str is the bare key.
+    # Pillow's TIFF plugin wraps it in a SyntaxError.
+    cause = error.args[0] if error.args and isinstance(error.args[0], BaseException) else error
+    message = f"unknown code {cause.args[0]!r}" if isinstance(cause, KeyError) and cause.args else str(cause)
+    return Rejected("corrupt", f"{container} header cannot be parsed: {message or type(error).__name__}")
+
+
 def _classify_unidentified(data: bytes) -> Rejected:
     container = sniff.accepted_container(data)
     if container is not None:
+        # Image.open keeps its plugins' reasons to itself: ask the container's own plugin for it.
+        factory = Image.OPEN.get(container, (None,))[0]
+        try:
+            if factory is not None:
+                factory(io.BytesIO(data), None).close()
+        except _DECODE_ERRORS as exc:
+            return _header_error(container, exc)
         return Rejected("corrupt", f"{container} signature but the header cannot be parsed")
     other = sniff.other_image_format(data)
     if other is not None:
@@ -187,7 +204,7 @@ def _open(data: bytes, pixel_limit: int) -> Image.Image:
     except UnidentifiedImageError:
         raise _classify_unidentified(data) from None
     except _DECODE_ERRORS as exc:
-        raise Rejected("corrupt", f"header cannot be parsed: {exc}") from None
+        raise _header_error(sniff.accepted_container(data) or "image", exc) from None
     width, height = image.size
     if width * height > pixel_limit:
         raise Rejected("too_many_pixels", f"{width}x{height} = {width * height} pixels exceeds the limit {pixel_limit}")

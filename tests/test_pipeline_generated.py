@@ -160,14 +160,15 @@ def tiff_file(
     sample_format: int = 1,
     extra_samples: Sequence[int] = (),
     big_endian: bool = False,
+    compression: int = 1,
 ) -> bytes:
-    """A one-strip uncompressed TIFF, for sample layouts Pillow's writer does not produce."""
+    """A one-strip TIFF (uncompressed unless told), for sample layouts Pillow's writer does not produce."""
     order = ">" if big_endian else "<"
     entries: list[tuple[int, int, Sequence[int] | bytes]] = [
         (256, 4, [size[0]]),
         (257, 4, [size[1]]),
         (258, 3, list(bits)),
-        (259, 3, [1]),
+        (259, 3, [compression]),
         (262, 3, [photometric]),
         (273, 4, [0]),  # patched below
         (277, 3, [len(bits)]),
@@ -1340,15 +1341,26 @@ def test_not_accepted_content_is_refused_before_a_decoder_runs(
 
 # --- valid layouts of accepted containers that Pillow cannot decode --------------------------------------------
 
-UNDECODABLE: dict[str, Callable[[], bytes]] = {"tiff-cmyk-with-alpha": _tiff_cmyk_alpha}
+UNDECODABLE: dict[str, tuple[Callable[[], bytes], str]] = {
+    "tiff-cmyk-with-alpha": (_tiff_cmyk_alpha, "TIFF header cannot be parsed: unknown pixel mode"),
+    "tiff-jpeg2000-compression": (
+        lambda: tiff_file((W, H), [8, 8, 8], rgb_picture().tobytes(), photometric=2, compression=34712),
+        "TIFF header cannot be parsed: unknown code 34712",
+    ),
+    "bmp-7-bit": (
+        lambda: bmp_file((W, H), 7, b"\0" * W * H),
+        "BMP header cannot be parsed: Unsupported BMP pixel depth (7)",
+    ),
+}
 
 
-@pytest.mark.parametrize("make", UNDECODABLE.values(), ids=UNDECODABLE.keys())
-def test_layout_pillow_cannot_decode_is_refused_not_crashed(make: Callable[[], bytes]) -> None:
+@pytest.mark.parametrize(("make", "words"), UNDECODABLE.values(), ids=UNDECODABLE.keys())
+def test_layout_pillow_cannot_decode_is_refused_in_the_decoders_words(make: Callable[[], bytes], words: str) -> None:
+    # Such a layout reads exactly like damage to the same fields, so the reason is `corrupt` and the words tell which.
     with pytest.raises(Rejected) as excinfo:
         guarded(lambda: render(make(), PRESETS["default"], workers=1))
-    assert excinfo.value.reason in ("corrupt", "unsupported_format"), excinfo.value.detail
-    assert "TIFF" in excinfo.value.detail
+    assert excinfo.value.reason == "corrupt"
+    assert excinfo.value.detail == words
 
 
 # --- bombs in metadata and frame counts -------------------------------------------------------------------------
