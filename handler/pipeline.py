@@ -216,19 +216,20 @@ def _open(data: bytes, pixel_limit: int) -> Image.Image:
     return image
 
 
-def _colour_profile(image: Image.Image, data: bytes) -> bytes | None:
-    """The ICC profile the decoded pixels are in: built from H.273 code points if the upload has them, else embedded."""
+def _colour_profile(image: Image.Image, data: bytes) -> tuple[bytes | None, bool]:
+    """The ICC profile the decoded pixels are in, and whether it was built from H.273 code points (else embedded)."""
     embedded = image.info.get("icc_profile")
     points = sniff.colour_code_points(data)
     if points is None:
-        return embedded
+        return embedded, False
     try:
-        return cicp.profile_for(points)
+        built = cicp.profile_for(points)
     except ValueError as exc:
         # As for an unusable ICC profile: what a browser shows without a description.
         fallback = "the embedded ICC profile" if embedded else "sRGB"
         LOG.warning("ignoring colour %s: %s; taking the pixels as %s", cicp.describe(points), exc, fallback)
-        return embedded
+        return embedded, False
+    return built, built is not None
 
 
 def _draft_size(size: tuple[int, int], plans: Sequence[Plan]) -> tuple[int, int] | None:
@@ -387,8 +388,11 @@ def render(
         orientation = read_orientation(image)
         plans = [plan_variant(original_size, spec, orientation) for spec in specs]
     LOG.debug("decoded %s %s %s at %s", image.format, image.mode, original_size, image.size)
-    icc = _colour_profile(image, data)
+    icc, by_code_points = _colour_profile(image, data)
     decoded = to_working_mode(image)
+    if by_code_points and decoded.mode in ("L", "LA"):
+        # Code points describe grey pixels too (a greyscale PNG's cICP); the profile built from them is RGB.
+        decoded = decoded.convert("RGBA" if decoded.mode == "LA" else "RGB")
     # An ICC transform costs per pixel. When no variant is the decoded frame itself, transform each
     # frame resampled from it instead (for a phone's Display P3 photo: the 1200 px variant, not the
     # 3 MP decode); resampling before or after the transform differs by ~0.3 dB. CMYK is transformed

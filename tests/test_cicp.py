@@ -256,3 +256,26 @@ def test_unsupported_code_points_warn_and_fall_back(caplog: pytest.LogCaptureFix
     icc_only = render(png_with_cicp(None, noise, icc_profile=icc), PNG_ONLY, workers=1)
     untagged = render(png_with_cicp(None, noise), PNG_ONLY, workers=1)
     assert fallback[0].data == icc_only[0].data != untagged[0].data
+
+
+@pytest.mark.parametrize("mode", ["L", "LA"])
+def test_grey_png_with_cicp_is_converted_like_the_same_greys_in_rgb(mode: str) -> None:
+    grey = greys().resize((256, 4)).convert("L")
+    image = grey if mode == "L" else Image.merge("LA", (grey, Image.new("L", grey.size, 200)))
+    as_rgb = image.convert("RGBA" if mode == "LA" else "RGB")
+    got = render(png_with_cicp(bytes([9, 16, 0, 1]), image), PNG_ONLY, workers=1)[0]
+    expected = render(png_with_cicp(bytes([9, 16, 0, 1]), as_rgb), PNG_ONLY, workers=1)[0]
+    assert got.data == expected.data
+    assert Image.open(io.BytesIO(got.data)).getpixel((148, 0))[0] >= 240  # tone-mapped, not taken as sRGB
+
+
+def test_alpha_survives_the_code_point_conversion() -> None:
+    buffer = io.BytesIO()
+    Image.new("RGBA", (16, 16), (200, 60, 40, 128)).save(buffer, "AVIF", quality=95)
+    data = bytearray(buffer.getvalue())
+    at = data.index(b"colrnclx") + 8
+    plain = Image.open(io.BytesIO(render(bytes(data), PNG_ONLY, workers=1)[0].data)).getpixel((8, 8))
+    data[at : at + 2] = (12).to_bytes(2, "big")
+    p3 = Image.open(io.BytesIO(render(bytes(data), PNG_ONLY, workers=1)[0].data)).getpixel((8, 8))
+    assert p3[3] == plain[3] == 128
+    assert p3[0] > plain[0] + 10
