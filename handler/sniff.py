@@ -244,18 +244,13 @@ def _iso_bmff_colour(data: bytes) -> CodePoints | None:
 
 def _png_colour(data: bytes) -> CodePoints | None:
     """A `cICP` chunk before the image data (PNG 3rd edition); only RGB, full range is valid in PNG."""
-    end, pos = len(data), 8
-    for _ in range(HEADER_PART_LIMIT):
-        if pos + 8 > end or data[pos + 4 : pos + 8] in (b"IDAT", b"IEND"):
-            return None
-        length = int.from_bytes(data[pos : pos + 4], "big")
-        if data[pos + 4 : pos + 8] == b"cICP" and length == 4 and pos + 12 <= end:
-            primaries, transfer, matrix, full_range = data[pos + 8 : pos + 12]
+    for kind, at, length in _png_header_chunks(data):
+        if kind == b"cICP" and length == 4 and at + 4 <= len(data):
+            primaries, transfer, matrix, full_range = data[at : at + 4]
             if matrix != 0 or full_range != 1:
                 LOG.warning("ignoring PNG cICP with matrix %d, full range %d: PNG allows only 0, 1", matrix, full_range)
                 return None
             return CodePoints(primaries, transfer, matrix, True)
-        pos += 12 + length
     return None
 
 
@@ -431,14 +426,20 @@ def _jpeg_excess(data: bytes) -> str | None:
     return None
 
 
+def _png_header_chunks(data: bytes) -> Iterator[tuple[bytes, int, int]]:
+    """(type, payload offset, declared length) of the chunks before the image data, `HEADER_PART_LIMIT` + 1 at most."""
+    end, pos = len(data), 8
+    for _ in range(HEADER_PART_LIMIT + 1):
+        if pos + 8 > end or data[pos + 4 : pos + 8] in (b"IDAT", b"IEND"):
+            return
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        yield data[pos + 4 : pos + 8], pos + 8, length
+        pos += 12 + length
+
+
 def _png_excess(data: bytes) -> str | None:
     """More chunks than `HEADER_PART_LIMIT` before the first IDAT (Pillow parses each in Python)."""
-    end, pos = len(data), 8
-    for _ in range(HEADER_PART_LIMIT):
-        if pos + 8 > end or data[pos + 4 : pos + 8] in (b"IDAT", b"IEND"):
-            return None
-        pos += 12 + int.from_bytes(data[pos : pos + 4], "big")
-    if pos + 8 <= end and data[pos + 4 : pos + 8] not in (b"IDAT", b"IEND"):
+    if sum(1 for _ in _png_header_chunks(data)) > HEADER_PART_LIMIT:
         return f"PNG has more than {HEADER_PART_LIMIT} chunks before its image data"
     return None
 
