@@ -14,6 +14,7 @@ than any encoder writes (`excess_structure`): their cost no pixel limit bounds.
 from __future__ import annotations
 
 import array
+import itertools
 import logging
 import operator
 import re
@@ -190,25 +191,57 @@ def declared_size(data: bytes) -> tuple[int, int] | None:
 # --- colour described by code points ---------------------------------------------------------------------------
 
 _MAX_ITEM_ENTRIES = 100_000
-"""`ipma` entries read at most while looking for the primary item's: a 48 MP grid has a few hundred."""
+"""Properties, `ipma` entries and references read at most looking for an item's: a 48 MP grid has a few hundred."""
 
 
-def _primary_property_indices(data: bytes, meta: tuple[int, int], iprp: tuple[int, int]) -> list[int] | None:
-    """1-based `ipco` indices of the properties associated with the primary item (`pitm`, `ipma`); None if unknown."""
-    pitm = _child(data, *meta, b"pitm")
-    ipma = _child(data, *iprp, b"ipma")
-    if pitm is None or ipma is None or pitm[1] - pitm[0] < 6:
+def _full_box(data: bytes, box: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """(version, flags, payload start, payload end) of a FullBox; None when too short for its version and flags."""
+    start, end = box
+    if end - start < 4:
         return None
-    primary = int.from_bytes(data[pitm[0] + 4 : pitm[0] + (6 if data[pitm[0]] == 0 else 8)], "big")
-    version, flags = data[ipma[0]], data[ipma[0] + 3]
+    return data[start], int.from_bytes(data[start + 1 : start + 4], "big"), start + 4, end
+
+
+def _primary_item(data: bytes, meta: tuple[int, int]) -> int | None:
+    pitm = _child(data, *meta, b"pitm")
+    head = pitm and _full_box(data, pitm)
+    if not head:
+        return None
+    version, _, start, end = head
+    size = 2 if version == 0 else 4
+    return int.from_bytes(data[start : start + size], "big") if end - start >= size else None
+
+
+def _first_source(data: bytes, meta: tuple[int, int], item: int) -> int | None:
+    """The first item `item` is derived from (`iref` `dimg`: a grid's first tile), or None."""
+    iref = _child(data, *meta, b"iref")
+    head = iref and _full_box(data, iref)
+    if not head:
+        return None
+    version, _, start, end = head
+    size = 2 if version == 0 else 4
+    for kind, s, e in itertools.islice(_boxes(data, start, end), _MAX_ITEM_ENTRIES):
+        if kind == b"dimg" and e - s >= 2 * size + 2 and int.from_bytes(data[s : s + size], "big") == item:
+            return int.from_bytes(data[s + size + 2 : s + 2 * size + 2], "big")
+    return None
+
+
+def _item_properties(data: bytes, iprp: tuple[int, int], item: int) -> list[int] | None:
+    """1-based `ipco` indices of the properties `ipma` associates with `item`; None if it names no such item."""
+    ipma = _child(data, *iprp, b"ipma")
+    head = ipma and _full_box(data, ipma)
+    if not head or head[3] - head[2] < 4:
+        return None
+    version, flags, pos, end = head
     id_size, index_size = (2 if version == 0 else 4), (2 if flags & 1 else 1)
-    pos, end = ipma[0] + 8, ipma[1]
-    for _ in range(min(int.from_bytes(data[ipma[0] + 4 : ipma[0] + 8], "big"), _MAX_ITEM_ENTRIES)):
+    entries = int.from_bytes(data[pos : pos + 4], "big")
+    pos += 4
+    for _ in range(min(entries, _MAX_ITEM_ENTRIES)):
         if pos + id_size + 1 > end:
             return None
-        item, count = int.from_bytes(data[pos : pos + id_size], "big"), data[pos + id_size]
+        entry, count = int.from_bytes(data[pos : pos + id_size], "big"), data[pos + id_size]
         pos += id_size + 1
-        if item == primary:
+        if entry == item:
             if pos + count * index_size > end:
                 return None
             mask = 0x7FFF if index_size == 2 else 0x7F  # the top bit flags the property as essential
@@ -219,20 +252,34 @@ def _primary_property_indices(data: bytes, meta: tuple[int, int], iprp: tuple[in
 
 
 def _iso_bmff_colour(data: bytes) -> CodePoints | None:
-    """The primary image's `nclx` colour property, unless it has an ICC one (`prof`, `rICC`): that wins."""
+    """The primary image's `nclx` colour property, unless it has an ICC one (`prof`, `rICC`): that wins.
+
+    A grid without colour properties of its own takes its first tile's, as libheif does. When `ipma` does
+    not name the primary item, every colour property in the file counts.
+    """
     meta = _child(data, 0, len(data), b"meta")
-    if meta is None:
+    head = meta and _full_box(data, meta)
+    if not head:
         return None
-    meta = (meta[0] + 4, meta[1])  # a full box: skip version and flags
+    meta = head[2:]
     iprp = _child(data, *meta, b"iprp")
     ipco = iprp and _child(data, *iprp, b"ipco")
     if not iprp or not ipco:
         return None
-    properties = list(_boxes(data, *ipco))
-    indices = _primary_property_indices(data, meta, iprp)
-    if indices is not None:
-        properties = [properties[i - 1] for i in indices if 0 < i <= len(properties)]
-    colours = [(data[s : s + 4], s, e) for kind, s, e in properties if kind == b"colr" and e - s >= 4]
+    properties = [
+        (data[s : s + 4], s, e) if kind == b"colr" and e - s >= 4 else None
+        for kind, s, e in itertools.islice(_boxes(data, *ipco), _MAX_ITEM_ENTRIES)
+    ]
+    colours = [colour for colour in properties if colour is not None]
+    item = _primary_item(data, meta)
+    for _ in range(2):  # the primary item, then the first item it is derived from
+        indices = None if item is None else _item_properties(data, iprp, item)
+        if indices is None:
+            break
+        colours = [properties[i - 1] for i in indices if 0 < i <= len(properties) and properties[i - 1] is not None]
+        if colours:
+            break
+        item = _first_source(data, meta, item)
     if any(colour_type in (b"prof", b"rICC") for colour_type, _, _ in colours):
         return None
     for colour_type, s, e in colours:

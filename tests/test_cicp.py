@@ -140,8 +140,10 @@ def heif_meta(
     associations: dict[int, list[int]],
     ipma_version: int = 0,
     ipma_flags: int = 0,
+    *,
+    derived: dict[int, list[int]] | None = None,
 ) -> bytes:
-    """ftyp + meta with the primary item, the property container and item -> 1-based property associations."""
+    """ftyp + meta: primary item, property container, item -> 1-based property associations, `dimg` references."""
     id_format = ">H" if ipma_version == 0 else ">I"
     index_format = ">H" if ipma_flags & 1 else ">B"
     entries = b"".join(
@@ -149,9 +151,15 @@ def heif_meta(
         for item, indices in associations.items()
     )
     ipma = box(b"ipma", struct.pack(">I", len(associations)) + entries, True, ipma_version, ipma_flags)
+    references = b"".join(
+        box(b"dimg", struct.pack(">HH", item, len(sources)) + b"".join(struct.pack(">H", s) for s in sources))
+        for item, sources in (derived or {}).items()
+    )
     meta = box(
         b"meta",
-        box(b"pitm", struct.pack(">H", primary), True) + box(b"iprp", box(b"ipco", b"".join(properties)) + ipma),
+        box(b"pitm", struct.pack(">H", primary), True)
+        + (box(b"iref", references, True) if derived else b"")
+        + box(b"iprp", box(b"ipco", b"".join(properties)) + ipma),
         True,
     )
     return box(b"ftyp", b"avif" + bytes(4) + b"mif1avif") + meta
@@ -173,6 +181,37 @@ def test_an_icc_colour_property_on_the_primary_item_wins_over_nclx() -> None:
     properties = [nclx(9, 16), box(b"colr", b"prof" + b"\0" * 32)]
     assert sniff.colour_code_points(heif_meta(1, properties, {1: [1, 2]})) is None
     assert sniff.colour_code_points(heif_meta(1, properties, {1: [1], 2: [2]})) == CodePoints(9, 16, 6, True)
+
+
+def test_a_grid_without_colour_takes_its_first_tiles() -> None:
+    properties = [nclx(12, 13), nclx(9, 16), box(b"ispe", bytes(12))]
+    # Item 1 is a grid of tiles 2 and 3; only the tiles carry colour.
+    grid = heif_meta(1, properties, {1: [3], 2: [1], 3: [2]}, derived={1: [2, 3]})
+    assert sniff.colour_code_points(grid) == CodePoints(12, 13, 6, True)
+    own = heif_meta(1, properties, {1: [2, 3], 2: [1], 3: [1]}, derived={1: [2, 3]})
+    assert sniff.colour_code_points(own) == CodePoints(9, 16, 6, True)
+    # A primary with no colour and nothing it is derived from is sRGB by default (MIAF), whatever else the file has.
+    assert sniff.colour_code_points(heif_meta(1, properties, {1: [3], 2: [1]})) is None
+
+
+def test_cut_or_shrunken_boxes_never_raise() -> None:
+    data = heif_meta(2, [nclx(1, 13), nclx(12, 16, 9)], {1: [1], 2: [2]}, 1, 1, derived={2: [1]})
+    assert sniff.colour_code_points(data) == CodePoints(12, 16, 9, True)
+    for end in range(len(data)):
+        sniff.colour_code_points(data[:end])
+    for kind in (b"meta", b"pitm", b"iref", b"dimg", b"iprp", b"ipco", b"colr", b"ipma"):
+        at = data.index(kind) - 4
+        for size in range(16):  # too short for the box's own fields, or for its header
+            sniff.colour_code_points(data[:at] + struct.pack(">I", size) + data[at + 4 :])
+    # Boxes with no payload at all, the last bytes of the file.
+    for empty in (b"pitm", b"ipma"):
+        others = box(b"pitm", struct.pack(">H", 1), True) if empty == b"ipma" else b""
+        ipco = box(b"ipco", nclx(12, 13))
+        tail = box(empty, b"")
+        meta = box(b"meta", others + box(b"iprp", ipco + tail) if empty == b"ipma" else box(b"iprp", ipco) + tail, True)
+        assert sniff.colour_code_points(box(b"ftyp", b"avif" + bytes(4) + b"mif1avif") + meta) == CodePoints(
+            12, 13, 6, True
+        )
 
 
 def test_without_associations_the_containers_nclx_is_read() -> None:
