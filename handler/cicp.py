@@ -4,8 +4,10 @@ LittleCMS converts from ICC profiles only, so code points become a small matrix/
 profile: the primaries' RGB -> XYZ matrix adapted to D50 (Bradford), and one tone curve. The SDR
 curves are the displays' (EOTFs): BT.709-family transfers as BT.1886's gamma 2.4, as Chromium shows
 them. HDR (PQ, HLG) is rendered for SDR outputs: HDR reference white (203 cd/m², ITU-R BT.2408)
-becomes SDR white, with highlights rolled off smoothly below it instead of clipped. Pure Python:
-the profile is built once per distinct description (cached).
+becomes just under SDR white (0.93), with highlights rolled off smoothly below white instead of
+clipped. A matrix/TRC profile applies its curve to each channel, so HLG's system gamma is too:
+exact for greys, an approximation for saturated colours. Narrow-range signals (16..235) are
+expanded in the same curve. Pure Python: one profile per distinct description (cached).
 """
 
 from __future__ import annotations
@@ -44,7 +46,11 @@ _CURVE_POINTS = 4096
 
 @dataclass(frozen=True)
 class CodePoints:
-    """A colour description by H.273 code points."""
+    """A colour description by H.273 code points, as it applies to the decoded RGB pixels.
+
+    `matrix` 0 and `full_range` say the pixels are RGB over the full 0..255; AVIF and HEIF decoders
+    convert YUV with the file's matrix and range, so theirs always are.
+    """
 
     primaries: int
     transfer: int
@@ -73,7 +79,7 @@ def _pq(value: float) -> float:
 
 
 def _hlg(value: float) -> float:
-    """ARIB STD-B67 inverse OETF and the BT.2100 OOTF of a 1000 cd/m² display (gamma 1.2), rendered for SDR."""
+    """ARIB STD-B67 inverse OETF, then the system gamma of a 1000 cd/m² display (1.2) per channel, rendered for SDR."""
     a = 0.17883277
     b, c = 1 - 4 * a, 0.5 - a * math.log(4 * a)
     scene = value * value / 3 if value <= 0.5 else (math.exp((value - c) / a) + b) / 12
@@ -149,6 +155,11 @@ def _xyz_tag(xyz: list[float]) -> bytes:
     return b"XYZ " + bytes(4) + b"".join(_s15(v) for v in xyz)
 
 
+def _narrow_to_full(value: float) -> float:
+    """8-bit narrow range (16..235, H.273's video range) -> 0..1."""
+    return min(max((value * 255 - 16) / 219, 0.0), 1.0)
+
+
 def _curve_tag(curve: Callable[[float], float]) -> bytes:
     points = [round(min(max(curve(i / (_CURVE_POINTS - 1)), 0.0), 1.0) * 65535) for i in range(_CURVE_POINTS)]
     return b"curv" + bytes(4) + struct.pack(f">I{_CURVE_POINTS}H", _CURVE_POINTS, *points)
@@ -176,7 +187,7 @@ def _profile(tags: list[tuple[bytes, bytes]]) -> bytes:
         + b"mntrRGB XYZ "
         + bytes(12)  # date: none, so equal descriptions give equal bytes
         + b"acsp"
-        + bytes(4 * 7)  # platform, flags, manufacturer, model, attributes
+        + bytes(4 * 6)  # platform, flags, manufacturer, model, attributes (8 bytes)
         + struct.pack(">I", 0)  # rendering intent: perceptual
         + b"".join(_s15(v) for v in _D50_XYZ)
     )
@@ -185,7 +196,8 @@ def _profile(tags: list[tuple[bytes, bytes]]) -> bytes:
 
 
 def describe(points: CodePoints) -> str:
-    return f"H.273 primaries {points.primaries}, transfer {points.transfer}"
+    narrow = "" if points.full_range else ", narrow range"
+    return f"H.273 primaries {points.primaries}, transfer {points.transfer}{narrow}"
 
 
 @functools.lru_cache(maxsize=16)
@@ -196,14 +208,15 @@ def profile_for(points: CodePoints) -> bytes | None:
     """
     primaries = SRGB_PRIMARIES if points.primaries == UNSPECIFIED else points.primaries
     transfer = SRGB_TRANSFER if points.transfer == UNSPECIFIED else points.transfer
-    if (primaries, transfer) == (SRGB_PRIMARIES, SRGB_TRANSFER):
+    if (primaries, transfer, points.full_range) == (SRGB_PRIMARIES, SRGB_TRANSFER, True):
         return None
     if primaries not in PRIMARIES:
         raise ValueError(f"colour primaries {points.primaries} not supported; supported: {sorted(PRIMARIES)}")
     if transfer not in TRANSFERS:
         raise ValueError(f"transfer characteristics {points.transfer} not supported; supported: {sorted(TRANSFERS)}")
     matrix = rgb_to_xyz_d50(PRIMARIES[primaries])
-    curve = _curve_tag(TRANSFERS[transfer])
+    to_light = TRANSFERS[transfer]
+    curve = _curve_tag(to_light if points.full_range else lambda value: to_light(_narrow_to_full(value)))
     return _profile(
         [
             (b"desc", _description_tag(describe(points))),

@@ -217,7 +217,11 @@ def _open(data: bytes, pixel_limit: int) -> Image.Image:
 
 
 def _colour_profile(image: Image.Image, data: bytes) -> tuple[bytes | None, bool]:
-    """The ICC profile the decoded pixels are in, and whether it was built from H.273 code points (else embedded)."""
+    """The ICC profile the decoded pixels are in (None: sRGB), and whether it was built from H.273 code points.
+
+    Code points win over an embedded profile only where the container says so (PNG's cICP); AVIF and HEIF
+    report them only for images without one.
+    """
     embedded = image.info.get("icc_profile")
     points = sniff.colour_code_points(data)
     if points is None:

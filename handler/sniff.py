@@ -284,20 +284,20 @@ def _iso_bmff_colour(data: bytes) -> CodePoints | None:
         return None
     for colour_type, s, e in colours:
         if colour_type == b"nclx" and e - s >= 11:
-            primaries, transfer, matrix = struct.unpack_from(">HHH", data, s + 4)
-            return CodePoints(primaries, transfer, matrix, bool(data[s + 10] & 0x80))
+            primaries, transfer = struct.unpack_from(">HH", data, s + 4)
+            return CodePoints(primaries, transfer, matrix=0, full_range=True)  # the decoder converts YUV to RGB
     return None
 
 
 def _png_colour(data: bytes) -> CodePoints | None:
-    """A `cICP` chunk before the image data (PNG 3rd edition); only RGB, full range is valid in PNG."""
+    """A `cICP` chunk before the image data (PNG 3rd edition: RGB only, so matrix 0; full or narrow range)."""
     for kind, at, length in _png_header_chunks(data):
         if kind == b"cICP" and length == 4 and at + 4 <= len(data):
             primaries, transfer, matrix, full_range = data[at : at + 4]
-            if matrix != 0 or full_range != 1:
-                LOG.warning("ignoring PNG cICP with matrix %d, full range %d: PNG allows only 0, 1", matrix, full_range)
+            if matrix != 0 or full_range > 1:
+                LOG.warning("ignoring PNG cICP with matrix %d, range flag %d: PNG allows 0 and 0/1", matrix, full_range)
                 return None
-            return CodePoints(primaries, transfer, matrix, True)
+            return CodePoints(primaries, transfer, matrix, full_range == 1)
     return None
 
 

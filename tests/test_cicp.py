@@ -62,7 +62,7 @@ def test_colorant_matrix_matches_littlecms_srgb_and_a_real_display_p3_profile(ho
 
 def test_display_p3_code_points_convert_like_the_display_p3_icc_profile(hostile_dir: Path) -> None:
     image = colour_noise()
-    from_points = transformed(cicp.profile_for(CodePoints(12, 13, 6, True)), image)
+    from_points = transformed(cicp.profile_for(CodePoints(12, 13, 0, True)), image)
     from_icc = transformed(display_p3_icc(hostile_dir), image)
     differences = [
         max(abs(a - b) for a, b in zip(p, q, strict=True)) for p, q in zip(from_points, from_icc, strict=True)
@@ -74,7 +74,7 @@ def test_display_p3_code_points_convert_like_the_display_p3_icc_profile(hostile_
 
 @pytest.mark.parametrize(
     "points",
-    [CodePoints(1, 13, 6, True), CodePoints(2, 2, 2, False), CodePoints(1, 2, 0, True), CodePoints(2, 13, 1, True)],
+    [CodePoints(1, 13, 0, True), CodePoints(2, 2, 0, True), CodePoints(1, 2, 0, True), CodePoints(2, 13, 0, True)],
 )
 def test_srgb_or_unspecified_needs_no_profile(points: CodePoints) -> None:
     assert cicp.profile_for(points) is None
@@ -112,6 +112,28 @@ def test_pq_and_hlg_map_hdr_reference_white_near_sdr_white_and_keep_shadows() ->
 def test_unsupported_codes_are_named(points: CodePoints, named: str) -> None:
     with pytest.raises(ValueError, match=named):
         cicp.profile_for(points)
+
+
+def test_narrow_range_is_expanded_in_the_curve() -> None:
+    srgb_narrow = transformed(cicp.profile_for(CodePoints(1, 13, 0, False)), greys())
+    assert [srgb_narrow[v][0] for v in (0, 16, 235, 255)] == [0, 0, 255, 255]
+    assert srgb_narrow[126][0] == pytest.approx((126 - 16) * 255 / 219, abs=1)
+    pq_full = [p[0] for p in transformed(cicp.profile_for(CodePoints(9, 16, 0, True)), greys())]
+    pq_narrow = [p[0] for p in transformed(cicp.profile_for(CodePoints(9, 16, 0, False)), greys())]
+    assert pq_narrow[round(16 + 148 / 255 * 219)] == pytest.approx(pq_full[148], abs=2)
+
+
+def test_icc_header_fields_sit_where_icc_1_puts_them() -> None:
+    profile = cicp.profile_for(CodePoints(12, 13, 0, True))
+    assert struct.unpack_from(">I", profile)[0] == len(profile)
+    assert profile[12:24] == b"mntrRGB XYZ " and profile[36:40] == b"acsp"
+    assert struct.unpack_from(">I", profile, 64)[0] == 0  # rendering intent
+    assert [v / 65536 for v in struct.unpack_from(">3i", profile, 68)] == pytest.approx([0.9642, 1.0, 0.8249], abs=1e-4)
+    assert profile[80:128] == bytes(48)  # creator, profile ID, reserved
+    tags = struct.unpack_from(">I", profile, 128)[0]
+    for n in range(tags):
+        _, offset, size = struct.unpack_from(">4sII", profile, 132 + 12 * n)
+        assert offset % 4 == 0 and offset + size <= len(profile)
 
 
 def test_profiles_are_deterministic_and_not_mistaken_for_srgb() -> None:
@@ -171,32 +193,32 @@ def test_the_primary_items_nclx_is_the_one_read(ipma_version: int, ipma_flags: i
     essential = 0x8000 if ipma_flags & 1 else 0x80
     associations = {1: [1 | essential], 2: [2]}  # item 1: sRGB (e.g. a thumbnail); item 2: P3 PQ
     data = heif_meta(2, properties, associations, ipma_version, ipma_flags)
-    assert sniff.colour_code_points(data) == CodePoints(12, 16, 9, True)
+    assert sniff.colour_code_points(data) == CodePoints(12, 16, 0, True)
     assert sniff.colour_code_points(heif_meta(1, properties, associations, ipma_version, ipma_flags)) == CodePoints(
-        1, 13, 6, True
+        1, 13, 0, True
     )
 
 
 def test_an_icc_colour_property_on_the_primary_item_wins_over_nclx() -> None:
     properties = [nclx(9, 16), box(b"colr", b"prof" + b"\0" * 32)]
     assert sniff.colour_code_points(heif_meta(1, properties, {1: [1, 2]})) is None
-    assert sniff.colour_code_points(heif_meta(1, properties, {1: [1], 2: [2]})) == CodePoints(9, 16, 6, True)
+    assert sniff.colour_code_points(heif_meta(1, properties, {1: [1], 2: [2]})) == CodePoints(9, 16, 0, True)
 
 
 def test_a_grid_without_colour_takes_its_first_tiles() -> None:
     properties = [nclx(12, 13), nclx(9, 16), box(b"ispe", bytes(12))]
     # Item 1 is a grid of tiles 2 and 3; only the tiles carry colour.
     grid = heif_meta(1, properties, {1: [3], 2: [1], 3: [2]}, derived={1: [2, 3]})
-    assert sniff.colour_code_points(grid) == CodePoints(12, 13, 6, True)
+    assert sniff.colour_code_points(grid) == CodePoints(12, 13, 0, True)
     own = heif_meta(1, properties, {1: [2, 3], 2: [1], 3: [1]}, derived={1: [2, 3]})
-    assert sniff.colour_code_points(own) == CodePoints(9, 16, 6, True)
+    assert sniff.colour_code_points(own) == CodePoints(9, 16, 0, True)
     # A primary with no colour and nothing it is derived from is sRGB by default (MIAF), whatever else the file has.
     assert sniff.colour_code_points(heif_meta(1, properties, {1: [3], 2: [1]})) is None
 
 
 def test_cut_or_shrunken_boxes_never_raise() -> None:
     data = heif_meta(2, [nclx(1, 13), nclx(12, 16, 9)], {1: [1], 2: [2]}, 1, 1, derived={2: [1]})
-    assert sniff.colour_code_points(data) == CodePoints(12, 16, 9, True)
+    assert sniff.colour_code_points(data) == CodePoints(12, 16, 0, True)
     for end in range(len(data)):
         sniff.colour_code_points(data[:end])
     for kind in (b"meta", b"pitm", b"iref", b"dimg", b"iprp", b"ipco", b"colr", b"ipma"):
@@ -210,13 +232,13 @@ def test_cut_or_shrunken_boxes_never_raise() -> None:
         tail = box(empty, b"")
         meta = box(b"meta", others + box(b"iprp", ipco + tail) if empty == b"ipma" else box(b"iprp", ipco) + tail, True)
         assert sniff.colour_code_points(box(b"ftyp", b"avif" + bytes(4) + b"mif1avif") + meta) == CodePoints(
-            12, 13, 6, True
+            12, 13, 0, True
         )
 
 
 def test_without_associations_the_containers_nclx_is_read() -> None:
     data = heif_meta(1, [nclx(12, 13)], {})  # an ipma naming no items: the primary's properties are unknown
-    assert sniff.colour_code_points(data) == CodePoints(12, 13, 6, True)
+    assert sniff.colour_code_points(data) == CodePoints(12, 13, 0, True)
 
 
 def saved_avif(primaries: int | None = None, transfer: int | None = None, **params: object) -> bytes:
@@ -248,9 +270,12 @@ def png_with_cicp(cicp_payload: bytes | None, image: Image.Image | None = None, 
 
 def test_png_cicp_is_read_and_invalid_png_codes_are_ignored_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     assert sniff.colour_code_points(png_with_cicp(bytes([9, 16, 0, 1]))) == CodePoints(9, 16, 0, True)
+    assert sniff.colour_code_points(png_with_cicp(bytes([9, 16, 0, 0]))) == CodePoints(9, 16, 0, False)
     with caplog.at_level(logging.WARNING, logger="handler.sniff"):
         assert sniff.colour_code_points(png_with_cicp(bytes([9, 16, 9, 1]))) is None
+        assert sniff.colour_code_points(png_with_cicp(bytes([1, 13, 0, 2]))) is None
     assert "matrix 9" in caplog.text
+    assert "range flag 2" in caplog.text
 
 
 def test_containers_without_code_points_have_none(hostile_dir: Path) -> None:
