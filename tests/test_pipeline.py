@@ -21,9 +21,15 @@ from handler.pipeline import (
     encode_variant,
     render,
 )
-from handler.sniff import HEADER_PART_LIMIT, JPEG_SCAN_LIMIT
+from handler.sniff import HEADER_PART_LIMIT, ISO_BMFF_PART_LIMIT, JPEG_SCAN_LIMIT
 from handler.variants import PRESETS, VariantSpec
-from tests.test_pipeline_sniff import gif_with_extensions, jpeg_with_segments, png_with_chunks, scan_bomb
+from tests.test_pipeline_sniff import (
+    avif_with_meta_parts,
+    gif_with_extensions,
+    jpeg_with_segments,
+    png_with_chunks,
+    scan_bomb,
+)
 
 
 def encoded(image: Image.Image, fmt: str = "PNG", **params: object) -> bytes:
@@ -265,8 +271,12 @@ def test_too_many_pixels_is_rejected_from_the_header_without_decoding(monkeypatc
         (jpeg_with_segments(20 * HEADER_PART_LIMIT), f"JPEG has more than {HEADER_PART_LIMIT} marker segments"),
         (png_with_chunks(20 * HEADER_PART_LIMIT), f"PNG has more than {HEADER_PART_LIMIT} chunks"),
         (gif_with_extensions(20 * HEADER_PART_LIMIT), f"GIF has more than {HEADER_PART_LIMIT} extension blocks"),
+        (
+            avif_with_meta_parts("ipco", 20 * ISO_BMFF_PART_LIMIT),
+            f"AVIF has more than {ISO_BMFF_PART_LIMIT} properties",
+        ),
     ],
-    ids=["jpeg-scans", "jpeg-segments", "png-chunks", "gif-extensions"],
+    ids=["jpeg-scans", "jpeg-segments", "png-chunks", "gif-extensions", "avif-properties"],
 )
 def test_more_parts_than_any_encoder_writes_are_rejected_before_any_decoder_runs(
     data: bytes, detail: str, monkeypatch: pytest.MonkeyPatch
@@ -276,6 +286,14 @@ def test_more_parts_than_any_encoder_writes_are_rejected_before_any_decoder_runs
         render(data, [PNG_FULL])
     assert excinfo.value.reason == "too_complex"
     assert excinfo.value.detail.startswith(detail)
+
+
+def test_an_avif_just_under_the_part_limit_still_renders() -> None:
+    # libavif opens the same construction past the limit too: only the limit refuses it.
+    [variant] = render(avif_with_meta_parts("ipco", ISO_BMFF_PART_LIMIT - 10), [PNG_FULL])
+    with Image.open(io.BytesIO(variant.data)) as reopened:
+        assert reopened.size == (8, 8)
+        assert reopened.getpixel((4, 4))[0] > 200  # the red it was saved with
 
 
 def test_a_jpeg_at_the_scan_limit_still_renders() -> None:

@@ -357,6 +357,34 @@ def jpeg_with_segments(count: int) -> bytes:
     return saved("JPEG")[:2] + app_segment(0xE5, b"") * count + saved("JPEG")[2:]
 
 
+def avif_with_meta_parts(part: str, count: int) -> bytes:
+    """A real AVIF whose `meta` (moved to the end, so `iloc` offsets stay valid) holds `count` extra parts.
+
+    Lists of boxes get empty `free` boxes (`ipco`: properties, `iinf`: item infos, `iref`: references);
+    tables get their declared count set (`ipma`: associations, `iloc`: items).
+    """
+    data = saved("AVIF")
+    at = data.index(b"meta") - 4
+    meta = bytearray(data[at : at + struct.unpack_from(">I", data, at)[0]])
+    moved = data[:at] + struct.pack(">I", len(meta)) + b"free" + bytes(len(meta) - 8) + data[at + len(meta) :]
+    if part in ("ipma", "iloc"):
+        body = meta.index(part.encode()) + 4 + 4  # past the type, version and flags
+        width = 4 if part == "ipma" or meta[body - 4] >= 2 else 2
+        body += 2 if part == "iloc" else 0  # iloc: after the offset and length field sizes
+        meta[body : body + width] = count.to_bytes(width, "big")
+        return moved + bytes(meta)
+    if part == "iref" and b"iref" not in meta:
+        meta[12:12] = b"\0\0\0\x0ciref\0\0\0\0"  # an empty one, first in meta (after its version and flags)
+        meta[0:4] = struct.pack(">I", len(meta))
+    grown = [b"meta", part.encode()] + ([b"iprp"] if part == "ipco" else [])
+    end = meta.index(part.encode()) - 4 + struct.unpack_from(">I", meta, meta.index(part.encode()) - 4)[0]
+    meta[end:end] = b"\0\0\0\x08free" * count
+    for kind in grown:
+        size_at = meta.index(kind) - 4
+        struct.pack_into(">I", meta, size_at, struct.unpack_from(">I", meta, size_at)[0] + 8 * count)
+    return moved + bytes(meta)
+
+
 @pytest.mark.parametrize(
     "data",
     [
@@ -368,8 +396,21 @@ def jpeg_with_segments(count: int) -> bytes:
         png_with_chunks(sniff.HEADER_PART_LIMIT - 1),  # IHDR is the first
         gif_with_extensions(sniff.HEADER_PART_LIMIT),
         gif_with_extensions(1, sub_blocks=sniff.GIF_SUB_BLOCK_LIMIT),
+        *(avif_with_meta_parts(part, sniff.ISO_BMFF_PART_LIMIT - 10) for part in ("ipco", "iinf", "iref")),
     ],
-    ids=["baseline", "progressive", "restarts", "scans", "segments", "chunks", "extensions", "sub-blocks"],
+    ids=[
+        "baseline",
+        "progressive",
+        "restarts",
+        "scans",
+        "segments",
+        "chunks",
+        "extensions",
+        "sub-blocks",
+        "avif-properties",
+        "avif-item-infos",
+        "avif-references",
+    ],
 )
 def test_structure_up_to_the_limits_is_accepted(data: bytes) -> None:
     assert sniff.excess_structure(data) is None
@@ -387,8 +428,30 @@ def test_structure_up_to_the_limits_is_accepted(data: bytes) -> None:
             gif_with_extensions(1, sub_blocks=sniff.GIF_SUB_BLOCK_LIMIT + 1),
             f"GIF has more than {sniff.GIF_SUB_BLOCK_LIMIT} data sub-blocks",
         ),
+        *(
+            (avif_with_meta_parts(part, sniff.ISO_BMFF_PART_LIMIT + 1), f"AVIF has more than 10000 {what}")
+            for part, what in (
+                ("ipco", "properties"),
+                ("iinf", "item infos"),
+                ("iref", "item references"),
+                ("ipma", "property associations"),
+                ("iloc", "item locations"),
+            )
+        ),
     ],
-    ids=["scans-over", "scans-far-over", "segments", "chunks", "extensions", "sub-blocks"],
+    ids=[
+        "scans-over",
+        "scans-far-over",
+        "segments",
+        "chunks",
+        "extensions",
+        "sub-blocks",
+        "avif-properties",
+        "avif-item-infos",
+        "avif-references",
+        "avif-associations",
+        "avif-locations",
+    ],
 )
 def test_structure_past_a_limit_is_named(data: bytes, message: str) -> None:
     excess = sniff.excess_structure(data)
