@@ -16,7 +16,8 @@ import functools
 import math
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
+
+from handler.sniff import CodePoints
 
 SRGB_PRIMARIES = 1
 SRGB_TRANSFER = 13
@@ -42,20 +43,6 @@ _REFERENCE_WHITE_NITS = 203.0
 _KNEE = 0.8
 """HDR light up to this fraction of SDR white is kept as it is; brighter light is compressed below white."""
 _CURVE_POINTS = 4096
-
-
-@dataclass(frozen=True)
-class CodePoints:
-    """A colour description by H.273 code points, as it applies to the decoded RGB pixels.
-
-    `matrix` 0 and `full_range` say the pixels are RGB over the full 0..255; AVIF and HEIF decoders
-    convert YUV with the file's matrix and range, so theirs always are.
-    """
-
-    primaries: int
-    transfer: int
-    matrix: int
-    full_range: bool
 
 
 def _srgb(value: float) -> float:

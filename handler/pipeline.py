@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
-from handler import cicp, sniff
+from handler import sniff
 from handler.colour import to_srgb, to_working_mode
 from handler.encode import encode_variant, prepare_for_format, save_prepared
 from handler.geometry import TRANSPOSE_FOR_ORIENTATION, Plan, output_size, plan_variant, read_orientation
@@ -226,6 +226,8 @@ def _colour_profile(image: Image.Image, data: bytes) -> tuple[bytes | None, bool
     points = sniff.colour_code_points(data)
     if points is None:
         return embedded, False
+    from handler import cicp  # noqa: PLC0415 - lazy: only uploads that describe colour by code points pay for it
+
     try:
         built = cicp.profile_for(points)
     except ValueError as exc:

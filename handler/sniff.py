@@ -21,8 +21,7 @@ import re
 import struct
 import sys
 from collections.abc import Callable, Iterator
-
-from handler.cicp import CodePoints
+from dataclasses import dataclass
 
 LOG = logging.getLogger(__name__)
 
@@ -56,6 +55,20 @@ _OTHER_IMAGE_SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
     (0, b"FLIF", "FLIF"),
     (0, b"II\xbc", "JPEG XR"),
 )
+
+
+@dataclass(frozen=True)
+class CodePoints:
+    """A colour description by H.273 code points, as it applies to the decoded RGB pixels.
+
+    `matrix` 0 and `full_range` say the pixels are RGB over the full 0..255; AVIF and HEIF decoders
+    convert YUV with the file's matrix and range, so theirs always are.
+    """
+
+    primaries: int
+    transfer: int
+    matrix: int
+    full_range: bool
 
 
 def _iso_bmff_brands(data: bytes) -> frozenset[bytes]:

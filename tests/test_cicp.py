@@ -13,8 +13,8 @@ import pytest
 from PIL import Image, ImageCms
 
 from handler import cicp, sniff
-from handler.cicp import CodePoints
 from handler.pipeline import render
+from handler.sniff import CodePoints
 from handler.variants import VariantSpec
 
 PNG_ONLY = [VariantSpec("png", "png")]
