@@ -217,24 +217,27 @@ def _full_box(data: bytes, box: tuple[int, int]) -> tuple[int, int, int, int] | 
     return data[start], int.from_bytes(data[start + 1 : start + 4], "big"), start + 4, end
 
 
+def _item_box(data: bytes, meta: tuple[int, int], kind: bytes) -> tuple[int, int, int] | None:
+    """(item ID width, payload start, payload end) of `meta`'s `kind` FullBox: version 0 has 16-bit item IDs."""
+    box = _child(data, *meta, kind)
+    head = box and _full_box(data, box)
+    return (2 if head[0] == 0 else 4, head[2], head[3]) if head else None
+
+
 def _primary_item(data: bytes, meta: tuple[int, int]) -> int | None:
-    pitm = _child(data, *meta, b"pitm")
-    head = pitm and _full_box(data, pitm)
-    if not head:
+    pitm = _item_box(data, meta, b"pitm")
+    if pitm is None or pitm[2] - pitm[1] < pitm[0]:
         return None
-    version, _, start, end = head
-    size = 2 if version == 0 else 4
-    return int.from_bytes(data[start : start + size], "big") if end - start >= size else None
+    size, start, _ = pitm
+    return int.from_bytes(data[start : start + size], "big")
 
 
 def _first_source(data: bytes, meta: tuple[int, int], item: int) -> int | None:
     """The first item `item` is derived from (`iref` `dimg`: a grid's first tile), or None."""
-    iref = _child(data, *meta, b"iref")
-    head = iref and _full_box(data, iref)
-    if not head:
+    iref = _item_box(data, meta, b"iref")
+    if iref is None:
         return None
-    version, _, start, end = head
-    size = 2 if version == 0 else 4
+    size, start, end = iref
     for kind, s, e in itertools.islice(_boxes(data, start, end), _MAX_ITEM_ENTRIES):
         if kind == b"dimg" and e - s >= 2 * size + 2 and int.from_bytes(data[s : s + size], "big") == item:
             return int.from_bytes(data[s + size + 2 : s + 2 * size + 2], "big")

@@ -385,74 +385,57 @@ def avif_with_meta_parts(part: str, count: int) -> bytes:
     return moved + bytes(meta)
 
 
-@pytest.mark.parametrize(
-    "data",
-    [
-        saved("JPEG"),
-        saved("JPEG", progressive=True),
-        saved("JPEG", progressive=True, restart_marker_blocks=1),
-        scan_bomb(sniff.JPEG_SCAN_LIMIT),
-        jpeg_with_segments(sniff.HEADER_PART_LIMIT - 20),  # leaves room for the file's own APP0, DQT, SOF, DHT
-        png_with_chunks(sniff.HEADER_PART_LIMIT - 1),  # IHDR is the first
-        gif_with_extensions(sniff.HEADER_PART_LIMIT),
-        gif_with_extensions(1, sub_blocks=sniff.GIF_SUB_BLOCK_LIMIT),
-        *(avif_with_meta_parts(part, sniff.ISO_BMFF_PART_LIMIT - 10) for part in ("ipco", "iinf", "iref")),
-    ],
-    ids=[
-        "baseline",
-        "progressive",
-        "restarts",
-        "scans",
-        "segments",
-        "chunks",
-        "extensions",
-        "sub-blocks",
-        "avif-properties",
-        "avif-item-infos",
-        "avif-references",
-    ],
-)
+WITHIN_LIMITS: dict[str, bytes] = {
+    "baseline": saved("JPEG"),
+    "progressive": saved("JPEG", progressive=True),
+    "restarts": saved("JPEG", progressive=True, restart_marker_blocks=1),
+    "scans": scan_bomb(sniff.JPEG_SCAN_LIMIT),
+    "segments": jpeg_with_segments(sniff.HEADER_PART_LIMIT - 20),  # room for the file's own APP0, DQT, SOF, DHT
+    "chunks": png_with_chunks(sniff.HEADER_PART_LIMIT - 1),  # IHDR is the first
+    "extensions": gif_with_extensions(sniff.HEADER_PART_LIMIT),
+    "sub-blocks": gif_with_extensions(1, sub_blocks=sniff.GIF_SUB_BLOCK_LIMIT),
+    **{f"avif-{part}": avif_with_meta_parts(part, sniff.ISO_BMFF_PART_LIMIT - 10) for part in ("ipco", "iinf", "iref")},
+}
+
+
+@pytest.mark.parametrize("data", WITHIN_LIMITS.values(), ids=WITHIN_LIMITS.keys())
 def test_structure_up_to_the_limits_is_accepted(data: bytes) -> None:
     assert sniff.excess_structure(data) is None
 
 
-@pytest.mark.parametrize(
-    ("data", "message"),
-    [
-        (scan_bomb(sniff.JPEG_SCAN_LIMIT + 1), f"JPEG has more than {sniff.JPEG_SCAN_LIMIT} scans"),
-        (scan_bomb(5000), f"JPEG has more than {sniff.JPEG_SCAN_LIMIT} scans"),
-        (jpeg_with_segments(sniff.HEADER_PART_LIMIT), f"JPEG has more than {sniff.HEADER_PART_LIMIT} marker segments"),
-        (png_with_chunks(sniff.HEADER_PART_LIMIT), f"PNG has more than {sniff.HEADER_PART_LIMIT} chunks"),
-        (gif_with_extensions(sniff.HEADER_PART_LIMIT + 1), f"GIF has more than {sniff.HEADER_PART_LIMIT} extension"),
-        (
-            gif_with_extensions(1, sub_blocks=sniff.GIF_SUB_BLOCK_LIMIT + 1),
-            f"GIF has more than {sniff.GIF_SUB_BLOCK_LIMIT} data sub-blocks",
-        ),
-        *(
-            (avif_with_meta_parts(part, sniff.ISO_BMFF_PART_LIMIT + 1), f"AVIF has more than 10000 {what}")
-            for part, what in (
-                ("ipco", "properties"),
-                ("iinf", "item infos"),
-                ("iref", "item references"),
-                ("ipma", "property associations"),
-                ("iloc", "item locations"),
-            )
-        ),
-    ],
-    ids=[
-        "scans-over",
-        "scans-far-over",
-        "segments",
-        "chunks",
-        "extensions",
-        "sub-blocks",
-        "avif-properties",
-        "avif-item-infos",
-        "avif-references",
-        "avif-associations",
-        "avif-locations",
-    ],
-)
+PAST_LIMITS: dict[str, tuple[bytes, str]] = {
+    "scans-over": (scan_bomb(sniff.JPEG_SCAN_LIMIT + 1), f"JPEG has more than {sniff.JPEG_SCAN_LIMIT} scans"),
+    "scans-far-over": (scan_bomb(5000), f"JPEG has more than {sniff.JPEG_SCAN_LIMIT} scans"),
+    "segments": (
+        jpeg_with_segments(sniff.HEADER_PART_LIMIT),
+        f"JPEG has more than {sniff.HEADER_PART_LIMIT} marker segments",
+    ),
+    "chunks": (png_with_chunks(sniff.HEADER_PART_LIMIT), f"PNG has more than {sniff.HEADER_PART_LIMIT} chunks"),
+    "extensions": (
+        gif_with_extensions(sniff.HEADER_PART_LIMIT + 1),
+        f"GIF has more than {sniff.HEADER_PART_LIMIT} extension",
+    ),
+    "sub-blocks": (
+        gif_with_extensions(1, sub_blocks=sniff.GIF_SUB_BLOCK_LIMIT + 1),
+        f"GIF has more than {sniff.GIF_SUB_BLOCK_LIMIT} data sub-blocks",
+    ),
+    **{
+        f"avif-{part}": (
+            avif_with_meta_parts(part, sniff.ISO_BMFF_PART_LIMIT + 1),
+            f"AVIF has more than {sniff.ISO_BMFF_PART_LIMIT} {what}",
+        )
+        for part, what in (
+            ("ipco", "properties"),
+            ("iinf", "item infos"),
+            ("iref", "item references"),
+            ("ipma", "property associations"),
+            ("iloc", "item locations"),
+        )
+    },
+}
+
+
+@pytest.mark.parametrize(("data", "message"), PAST_LIMITS.values(), ids=PAST_LIMITS.keys())
 def test_structure_past_a_limit_is_named(data: bytes, message: str) -> None:
     excess = sniff.excess_structure(data)
     assert excess is not None and excess.startswith(message), excess
