@@ -7,8 +7,9 @@ an accepted format (`corrupt`) from a real image in a format we refuse
 (c) read the frame size of containers whose decoders would fail or allocate
 on a huge one before Pillow could report it (`declared_size`), (d) find
 uploads cut short after the frame we render (`truncation`): decoders read only
-the first frame and are content when it is intact, and (e) refuse more parts
-than any encoder writes (`excess_structure`): their cost no pixel limit bounds.
+the first frame and are content when it is intact, (e) refuse more parts than
+any encoder writes (`excess_structure`): their cost no pixel limit bounds, and
+(f) read colour a container describes by H.273 code points (`colour_code_points`).
 """
 
 from __future__ import annotations
@@ -176,11 +177,34 @@ def _child(data: bytes, start: int, end: int, kind: bytes) -> tuple[int, int] | 
     return next(((s, e) for k, s, e in boxes if k == kind), None)
 
 
+def _full_box(data: bytes, box: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """(version, flags, payload start, payload end) of a FullBox; None when too short for its version and flags."""
+    start, end = box
+    if end - start < 4:
+        return None
+    return data[start], int.from_bytes(data[start + 1 : start + 4], "big"), start + 4, end
+
+
+def _full_box_payload(
+    data: bytes, box: tuple[int, int] | None, skip: Callable[[int], int] = lambda _: 0
+) -> tuple[int, int] | None:
+    """What follows a FullBox's version and flags and `skip(version)` more bytes; None if the box is shorter."""
+    head = box and _full_box(data, box)
+    if not head or head[3] - head[2] < skip(head[0]):
+        return None
+    return head[2] + skip(head[0]), head[3]
+
+
+def _meta(data: bytes) -> tuple[int, int] | None:
+    """Payload span of the top-level `meta` box (a FullBox) of a HEIF or AVIF, after its version and flags."""
+    return _full_box_payload(data, _child(data, 0, len(data), b"meta"))
+
+
 def _iso_bmff_size(data: bytes) -> tuple[int, int] | None:
     """The largest image spatial extent (`meta/iprp/ipco/ispe`) a HEIF or AVIF declares: the primary image or grid."""
-    meta = _child(data, 0, len(data), b"meta")
-    iprp = meta and _child(data, meta[0] + 4, meta[1], b"iprp")  # meta is a full box: skip version and flags
-    ipco = iprp and _child(data, iprp[0], iprp[1], b"ipco")
+    meta = _meta(data)
+    iprp = meta and _child(data, *meta, b"iprp")
+    ipco = iprp and _child(data, *iprp, b"ipco")
     if not ipco:
         return None
     sizes = [
@@ -207,14 +231,6 @@ def declared_size(data: bytes) -> tuple[int, int] | None:
 
 
 # --- colour described by code points ---------------------------------------------------------------------------
-
-
-def _full_box(data: bytes, box: tuple[int, int]) -> tuple[int, int, int, int] | None:
-    """(version, flags, payload start, payload end) of a FullBox; None when too short for its version and flags."""
-    start, end = box
-    if end - start < 4:
-        return None
-    return data[start], int.from_bytes(data[start + 1 : start + 4], "big"), start + 4, end
 
 
 def _item_box(data: bytes, meta: tuple[int, int], kind: bytes) -> tuple[int, int, int] | None:
@@ -275,14 +291,10 @@ def _iso_bmff_colour(data: bytes) -> CodePoints | None:
     A grid without colour properties of its own takes its first tile's, as libheif does. When `ipma` does
     not name the primary item, every colour property in the file counts.
     """
-    meta = _child(data, 0, len(data), b"meta")
-    head = meta and _full_box(data, meta)
-    if not head:
-        return None
-    meta = head[2:]
-    iprp = _child(data, *meta, b"iprp")
+    meta = _meta(data)
+    iprp = meta and _child(data, *meta, b"iprp")
     ipco = iprp and _child(data, *iprp, b"ipco")
-    if not iprp or not ipco:
+    if not meta or not iprp or not ipco:
         return None
     properties = [
         (data[s : s + 4], s, e) if kind == b"colr" and e - s >= 4 else None
@@ -534,20 +546,12 @@ def _gif_excess(data: bytes) -> str | None:
     return None
 
 
-def _full_box_payload(data: bytes, box: tuple[int, int] | None, skip: Callable[[int], int]) -> tuple[int, int] | None:
-    """What follows a FullBox's version and flags and `skip(version)` more bytes; None if the box is shorter."""
-    head = box and _full_box(data, box)
-    if not head or head[3] - head[2] < skip(head[0]):
-        return None
-    return head[2] + skip(head[0]), head[3]
-
-
 def _iso_bmff_excess(data: bytes) -> str | None:
     """More items, properties, associations or references in `meta` than `ISO_BMFF_PART_LIMIT`.
 
     libavif keeps a record of each: 6 million empty properties (48 MB) took 0.8 s and 780 MB to open.
     """
-    meta = _full_box_payload(data, _child(data, 0, len(data), b"meta"), lambda _: 0)
+    meta = _meta(data)
     if meta is None:
         return None
     limit = ISO_BMFF_PART_LIMIT
@@ -557,10 +561,10 @@ def _iso_bmff_excess(data: bytes) -> str | None:
     lists = {  # boxes, counted
         "properties": iprp and _child(data, *iprp, b"ipco"),
         "item infos": _full_box_payload(data, _child(data, *meta, b"iinf"), lambda v: 2 if v == 0 else 4),
-        "item references": _full_box_payload(data, _child(data, *meta, b"iref"), lambda _: 0),
+        "item references": _full_box_payload(data, _child(data, *meta, b"iref")),
     }
     tables = {  # entries, as declared: (span starting at the count, count width)
-        "property associations": (iprp and _full_box_payload(data, _child(data, *iprp, b"ipma"), lambda _: 0), 4),
+        "property associations": (iprp and _full_box_payload(data, _child(data, *iprp, b"ipma")), 4),
         "item locations": (_full_box_payload(data, iloc, lambda _: 2), 4 if iloc_version >= 2 else 2),
     }
     for what, span in lists.items():
