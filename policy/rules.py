@@ -57,11 +57,19 @@ BUCKET_ACL_TYPES = frozenset({"aws:s3/bucketAcl:BucketAcl", "aws:s3/bucketAclV2:
 NOTIFICATION_TYPES = frozenset({"aws:s3/bucketNotification:BucketNotification"})
 ROLE_TYPES = frozenset({"aws:iam/role:Role"})
 ROLE_POLICY_TYPES = frozenset({"aws:iam/rolePolicy:RolePolicy"})
-ROLE_POLICY_ATTACHMENT_TYPES = frozenset({"aws:iam/rolePolicyAttachment:RolePolicyAttachment"})
+ROLE_POLICIES_EXCLUSIVE_TYPES = frozenset({"aws:iam/rolePoliciesExclusive:RolePoliciesExclusive"})
+ROLE_ATTACHMENT_PROPS = {
+    "aws:iam/rolePolicyAttachment:RolePolicyAttachment": ("role", "policyArn"),
+    "aws:iam/policyAttachment:PolicyAttachment": ("roles", "policyArn"),
+    "aws:iam/rolePolicyAttachmentsExclusive:RolePolicyAttachmentsExclusive": ("roleName", "policyArns"),
+}
+"""Resources that attach managed policies to roles: (property naming the role(s), property with the ARN(s))."""
+ROLE_ATTACHMENT_TYPES = frozenset(ROLE_ATTACHMENT_PROPS)
 MANAGED_POLICY_TYPES = frozenset({"aws:iam/policy:Policy"})
 FUNCTION_TYPES = frozenset({"aws:lambda/function:Function"})
 EVENT_INVOKE_CONFIG_TYPES = frozenset({"aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig"})
 PERMISSION_TYPES = frozenset({"aws:lambda/permission:Permission"})
+FUNCTION_URL_TYPES = frozenset({"aws:lambda/functionUrl:FunctionUrl"})
 LOG_GROUP_TYPES = frozenset({"aws:cloudwatch/logGroup:LogGroup"})
 LAYER_TYPES = frozenset({"aws:lambda/layerVersion:LayerVersion"})
 
@@ -275,6 +283,13 @@ def linked(reference: PolicyResource, prop: str, candidates: Iterable[PolicyReso
     return []
 
 
+def linked_all(reference: PolicyResource, prop: str, candidates: Iterable[PolicyResource]) -> list[PolicyResource]:
+    """The candidates any entry of a list property (`roles`, `policyArns`) points at, by dependency or value."""
+    dependencies = reference.property_dependencies.get(prop) or []
+    values = [v for v in items(known(reference.props, prop)) if isinstance(v, str)]
+    return [c for c in candidates if any(c is d for d in dependencies) or any(_points_at(value, c) for value in values)]
+
+
 def of_types(resources: Iterable[PolicyResource], types: frozenset[str]) -> list[PolicyResource]:
     return [r for r in resources if r.resource_type in types]
 
@@ -351,22 +366,25 @@ def public_allow_statements(document: Any) -> list[dict[str, Any]]:
     ]
 
 
+def _has_wildcard(text: str) -> bool:
+    return "*" in text or "?" in text
+
+
 def is_wildcard_action(action: str) -> bool:
-    return action == "*" or action.endswith(":*")
+    """IAM matches `*` and `?` anywhere in an action: `s3:Put*` grants every Put action, today's and future ones."""
+    return _has_wildcard(action)
 
 
 _TYPED_RESOURCE = re.compile(r"^([A-Za-z][A-Za-z0-9-]*)([:/])(.*)$", re.DOTALL)
 
 
-def _has_wildcard(text: str) -> bool:
-    return "*" in text or "?" in text
-
-
 def is_wildcard_resource(resource: str) -> bool:
     """Does this resource reach more than one named resource? Wildcards may only narrow *within* one.
 
-    Region and account must be literal. The named resource must be literal: an S3 bucket
-    (`arn:aws:s3:::bucket/*` is that bucket's objects), or the name after a resource type
+    IAM's `*` also matches colons, so a wildcard in the partition, service, region or account, or
+    in an ARN that ends before its resource part (`arn:*`, `arn:aws:s3:*`, `arn:aws:logs:us-east-1:*`),
+    reaches every resource of a service, region or account. The named resource must be literal: an
+    S3 bucket (`arn:aws:s3:::bucket/*` is that bucket's objects), or the name after a resource type
     (`log-group:NAME:*` is one group's streams, `table/NAME/index/*` one table's indexes), or an
     untyped name (`arn:aws:sqs:...:queue`). So `log-group:*`, `arn:aws:s3:::photos-*` and
     `arn:aws:sqs:*:123456789012:q` are wildcards. An IAM resource is named by the last part of its
@@ -377,11 +395,11 @@ def is_wildcard_resource(resource: str) -> bool:
         return True
     parts = resource.split(":", 5)
     if len(parts) < 6:
-        return False  # not an ARN IAM would match anything with
-    _, _, service, region, account, name = parts
-    if _has_wildcard(region) or _has_wildcard(account) or not name:
+        return _has_wildcard(resource)  # without a wildcard, too short to match any ARN
+    _, partition, service, region, account, name = parts
+    if any(_has_wildcard(scope) for scope in (partition, service, region, account)) or not name:
         return True
-    if service == "s3":
+    if service == "s3" and not region and not account:
         return _has_wildcard(name.split("/", 1)[0])
     typed = _TYPED_RESOURCE.match(name)
     if typed is None:
@@ -392,7 +410,7 @@ def is_wildcard_resource(resource: str) -> bool:
 
 
 def wildcard_problems(document: Any, allowed_star_resource_actions: Iterable[str]) -> list[str]:
-    """What in a policy's Allow statements is a wildcard: `*`/`service:*` actions, `*` resources, Not* forms."""
+    """What in a policy's Allow statements is a wildcard: actions with `*`/`?`, wide resources, Not* forms."""
     allowed = {a.lower() for a in allowed_star_resource_actions}
     problems = []
     for index, statement in enumerate(statements(document)):
@@ -514,8 +532,9 @@ def check_ownership(bucket: PolicyResource, resources: Sequence[PolicyResource])
     return "has no BucketOwnershipControls with 'BucketOwnerEnforced' (ACLs stay enabled)"
 
 
-def denies_insecure_transport(document: Any) -> bool:
-    """A Deny for everyone on s3 actions over objects when `aws:SecureTransport` is false."""
+def tls_deny_resources(document: Any) -> list[str]:
+    """The resources of statements denying everyone s3 object requests when `aws:SecureTransport` is false."""
+    found = []
     for statement in statements(document):
         if statement.get("Effect") != "Deny" or not is_public_principal(statement.get("Principal")):
             continue
@@ -523,9 +542,21 @@ def denies_insecure_transport(document: Any) -> bool:
             continue
         if condition_values(statement, "Bool", "aws:SecureTransport") != ["false"]:
             continue
-        if any(r == "*" or r.endswith("/*") for r in as_strings(statement.get("Resource"))):
-            return True
-    return False
+        found.extend(as_strings(statement.get("Resource")))
+    return found
+
+
+def covers_bucket(patterns: Sequence[str], bucket_arn: Any) -> bool:
+    """Do these resource patterns match the bucket's own ARN and every object in it (`ARN/*`)?
+
+    A pattern ending in `*` that matches `ARN/` matches `ARN/<any key>`. With the ARN unknown
+    (preview) any object pattern counts: `pulumi up` runs the rule again with the ARN known.
+    """
+    if not isinstance(bucket_arn, str):
+        return any(p == "*" or p.endswith("/*") for p in patterns)
+    bucket = any(fnmatch.fnmatchcase(bucket_arn, p) for p in patterns)
+    objects = any(p.endswith("*") and fnmatch.fnmatchcase(f"{bucket_arn}/", p) for p in patterns)
+    return bucket and objects
 
 
 def condition_values(statement: Mapping[str, Any], operator: str, key: str) -> list[str]:
@@ -547,13 +578,20 @@ def check_tls_only(bucket: PolicyResource, resources: Sequence[PolicyResource]) 
     if _undecided(policies, resources, BUCKET_POLICY_TYPES):
         return None
     documents.extend(policy_document(known(p.props, "policy")) for p in policies)
-    if any(d is UNKNOWN for d in documents) or any(denies_insecure_transport(d) for d in documents):
+    if any(d is UNKNOWN for d in documents):
+        return None
+    arn = known(bucket.props, "arn")
+    patterns = [resource for document in documents for resource in tls_deny_resources(document)]
+    if patterns and covers_bucket(patterns, arn):
         return None
     if not policies:
         return "has no BucketPolicy denying requests without TLS (aws:SecureTransport false)"
+    target = f"{arn} and {arn}/*" if isinstance(arn, str) else "the bucket and bucket/*"
+    if patterns:
+        return f"its bucket policy denies requests without TLS only on {patterns}, which do not cover {target}"
     return (
         "its bucket policy does not deny requests without TLS "
-        "(Deny s3:* to '*' on bucket/* if aws:SecureTransport is false)"
+        f"(Deny s3:* to '*' on {target} if aws:SecureTransport is false)"
     )
 
 
@@ -588,39 +626,62 @@ def validate_no_public_grants(args: ResourceValidationArgs, report_violation: Re
 
 
 def validate_no_iam_wildcards(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    """Every policy a role carries: inline on the Role, RolePolicy, and attached managed policies."""
+    """Every policy a role may carry: inline on the Role, RolePolicy, and managed policies attached.
+
+    Managed policies count however they are attached (`Role.managedPolicyArns`, RolePolicyAttachment,
+    PolicyAttachment, RolePolicyAttachmentsExclusive). A RolePoliciesExclusive keeps the inline
+    policies it names: those this stack doesn't declare can't be inspected, so they are reported.
+    """
     allowed_star = config_value(args, "allowedStarResourceActions", list(RESOURCE_LEVEL_UNSUPPORTED_ACTIONS))
     allowed_managed = set(config_value(args, "allowedManagedPolicyArns", []))
     managed_policies = of_types(args.resources, MANAGED_POLICY_TYPES)
+    roles = of_types(args.resources, ROLE_TYPES)
+    role_policies = of_types(args.resources, ROLE_POLICY_TYPES)
 
     def check(owner: PolicyResource, where: str, raw_document: Any) -> None:
         for problem in wildcard_problems(policy_document(raw_document), allowed_star):
             report_violation(f"{describe(owner)}: {where} {problem}", owner.urn)
 
-    def check_attached(owner: PolicyResource, arn: Any, defined_here: list[PolicyResource]) -> None:
+    def check_attached(owner: PolicyResource, arns: list[Any], defined_here: list[PolicyResource]) -> None:
         """A managed policy is judged by its document if this stack declares it, else by its ARN."""
         for managed in defined_here:
             check(owner, f"managed policy {managed.name!r}", known(managed.props, "policy"))
-        if defined_here or not isinstance(arn, str) or arn in allowed_managed:
-            return
-        origin = "the AWS-managed policy" if AWS_MANAGED_POLICY.match(arn) else "a policy from outside this stack,"
-        report_violation(
-            f"{describe(owner)}: attaches {origin} {arn} whose statements this pack can't inspect; use a scoped "
-            "inline policy, or list the ARN in allowedManagedPolicyArns once reviewed",
-            owner.urn,
-        )
+        for arn in arns:
+            if not isinstance(arn, str) or arn in allowed_managed or any(_points_at(arn, p) for p in defined_here):
+                continue
+            origin = "the AWS-managed policy" if AWS_MANAGED_POLICY.match(arn) else "a policy from outside this stack,"
+            report_violation(
+                f"{describe(owner)}: attaches {origin} {arn} whose statements this pack can't inspect; use a scoped "
+                "inline policy, or list the ARN in allowedManagedPolicyArns once reviewed",
+                owner.urn,
+            )
 
-    for role in of_types(args.resources, ROLE_TYPES):
+    for role in roles:
         for inline in items(known(role.props, "inlinePolicies")):
             check(role, f"inline policy {known(inline, 'name')!r}", known(inline, "policy"))
-        for arn in items(known(role.props, "managedPolicyArns")):
-            defined_here = [p for p in managed_policies if isinstance(arn, str) and _points_at(arn, p)]
-            check_attached(role, arn, defined_here)
-    for role_policy in of_types(args.resources, ROLE_POLICY_TYPES):
+        arns = items(known(role.props, "managedPolicyArns"))
+        check_attached(role, arns, linked_all(role, "managedPolicyArns", managed_policies))
+    for role_policy in role_policies:
         check(role_policy, "policy", known(role_policy.props, "policy"))
-    for attachment in of_types(args.resources, ROLE_POLICY_ATTACHMENT_TYPES):
-        arn = known(attachment.props, "policyArn")
-        check_attached(attachment, arn, linked(attachment, "policyArn", managed_policies))
+    for attachment in of_types(args.resources, ROLE_ATTACHMENT_TYPES):
+        _, arn_prop = ROLE_ATTACHMENT_PROPS[attachment.resource_type]
+        arns = items(known(attachment.props, arn_prop))
+        check_attached(attachment, arns, linked_all(attachment, arn_prop, managed_policies))
+
+    role_policy_names = {known(p.props, "name") for p in role_policies}
+    if UNKNOWN in role_policy_names or None in role_policy_names:
+        return  # a RolePolicy's name is not known yet (preview), so it may be any of the names kept
+    declared_inline = role_policy_names | {
+        known(inline, "name") for role in roles for inline in items(known(role.props, "inlinePolicies"))
+    }
+    for exclusive in of_types(args.resources, ROLE_POLICIES_EXCLUSIVE_TYPES):
+        for name in items(known(exclusive.props, "policyNames")):
+            if isinstance(name, str) and name not in declared_inline:
+                report_violation(
+                    f"{describe(exclusive)}: keeps the inline policy {name!r}, which this stack doesn't declare, so "
+                    "its statements can't be inspected; declare it as an aws.iam.RolePolicy",
+                    exclusive.urn,
+                )
 
 
 # --- Lambda functions (stack and resource) -------------------------------------------------------
@@ -746,24 +807,51 @@ def is_service_principal(principal: Any) -> bool:
 
 
 def validate_permission_source(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-    """A service principal without sourceArn lets any account's resource of that service invoke us."""
+    """Who may invoke the function: never everyone, and any other caller only from a pinned source.
+
+    The pack can't know the deploying account, so an account principal (an ID or an ARN) counts as
+    another account's and needs sourceArn or principalOrgId. A function URL without IAM auth is public.
+    """
+    if args.resource_type in FUNCTION_URL_TYPES:
+        if known(args.props, "authorizationType") == "NONE":
+            report_violation(
+                f"{describe(args)} has authorizationType NONE: anyone who finds the URL can invoke the function",
+                None,
+            )
+        return
     if args.resource_type not in PERMISSION_TYPES:
         return
     principal = known(args.props, "principal")
-    if not is_service_principal(principal):
+    if not isinstance(principal, str):
         return
-    if known(args.props, "sourceArn") is None:
+    source_arn = known(args.props, "sourceArn")
+    if principal == "*":
         report_violation(
-            f"{describe(args)} lets {principal} invoke the function without sourceArn, so any "
-            f"{principal.split('.')[0]} resource (in any account) can",
+            f"{describe(args)} lets anyone (principal '*') invoke the function; name the service or account "
+            "that calls it",
             None,
         )
-    if principal.startswith("s3.") and known(args.props, "sourceAccount") is None:
-        report_violation(
-            f"{describe(args)} lets s3.amazonaws.com invoke the function without sourceAccount; bucket ARNs "
-            "carry no account, so a same-named bucket elsewhere could invoke it",
-            None,
-        )
+    elif not is_service_principal(principal):
+        if source_arn is None and known(args.props, "principalOrgId") is None:
+            report_violation(
+                f"{describe(args)} lets {principal!r} invoke the function with neither sourceArn nor principalOrgId; "
+                f"this pack can't tell whether {principal!r} is the deploying account, so pin the caller with "
+                "source_arn or principal_org_id",
+                None,
+            )
+    else:
+        if source_arn is None:
+            report_violation(
+                f"{describe(args)} lets {principal} invoke the function without sourceArn, so any "
+                f"{principal.split('.')[0]} resource (in any account) can",
+                None,
+            )
+        if principal.startswith("s3.") and known(args.props, "sourceAccount") is None:
+            report_violation(
+                f"{describe(args)} lets s3.amazonaws.com invoke the function without sourceAccount; bucket ARNs "
+                "carry no account, so a same-named bucket elsewhere could invoke it",
+                None,
+            )
 
 
 # --- S3 -> Lambda recursion (stack) --------------------------------------------------------------
@@ -776,11 +864,12 @@ def _role_documents(role: PolicyResource, resources: Sequence[PolicyResource]) -
         if any(r is role for r in linked(role_policy, "role", [role])):
             documents.append(policy_document(known(role_policy.props, "policy")))
     managed = of_types(resources, MANAGED_POLICY_TYPES)
-    for attachment in of_types(resources, ROLE_POLICY_ATTACHMENT_TYPES):
-        if any(r is role for r in linked(attachment, "role", [role])):
-            documents.extend(
-                policy_document(known(p.props, "policy")) for p in linked(attachment, "policyArn", managed)
-            )
+    attached = linked_all(role, "managedPolicyArns", managed)
+    for attachment in of_types(resources, ROLE_ATTACHMENT_TYPES):
+        role_prop, arn_prop = ROLE_ATTACHMENT_PROPS[attachment.resource_type]
+        if any(r is role for r in linked_all(attachment, role_prop, [role])):
+            attached.extend(linked_all(attachment, arn_prop, managed))
+    documents.extend(policy_document(known(p.props, "policy")) for p in attached)
     return documents
 
 
@@ -791,12 +880,31 @@ def _creates_objects(configuration: Any) -> bool:
     )
 
 
+def _indirect_routes(notification: PolicyResource) -> list[str]:
+    """The SNS topics, SQS queues and EventBridge that receive the notification's object-created events."""
+    routes = []
+    for prop, kind, arn_prop in (("topics", "SNS topic", "topicArn"), ("queues", "SQS queue", "queueArn")):
+        for configuration in items(known(notification.props, prop)):
+            if _creates_objects(configuration):
+                arn = known(configuration, arn_prop)
+                routes.append(f"{kind} {arn}" if isinstance(arn, str) else kind)
+    if known(notification.props, "eventbridge") is True:
+        routes.append("EventBridge")  # which receives every event of the bucket
+    return routes
+
+
 def validate_no_recursion(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    """A function triggered by object creation in a bucket must not be able to create objects there."""
+    """A function triggered by object creation in a bucket must not be able to create objects there.
+
+    Events sent to a function directly are followed to it. Events sent through SNS, SQS or EventBridge
+    are not (their subscribers, pollers and rules are not followed), so then every function of the stack
+    that can write into the bucket is reported, as it may be what consumes them.
+    """
     buckets = of_types(args.resources, BUCKET_TYPES)
     functions = of_types(args.resources, FUNCTION_TYPES)
     roles = of_types(args.resources, ROLE_TYPES)
     for notification in of_types(args.resources, NOTIFICATION_TYPES):
+        routes = _indirect_routes(notification)
         for bucket in linked(notification, "bucket", buckets):
             names = {n for n in (known(bucket.props, "bucket"), known(bucket.props, "id")) if isinstance(n, str)}
             bucket_ids = identifiers(bucket) - {bucket.urn}
@@ -817,6 +925,17 @@ def validate_no_recursion(args: StackValidationArgs, report_violation: ReportVio
                             f"{describe(function)}, which {reason}: every output would re-trigger it",
                             notification.urn,
                         )
+            if not routes:
+                continue
+            for function in functions:
+                reason = _writes_back(function, names, bucket_ids, roles, args.resources)
+                if reason:
+                    report_violation(
+                        f"{describe(notification)} sends object-created events of {describe(bucket)} to "
+                        f"{', '.join(routes)}, whose consumers this pack does not follow, and {describe(function)} "
+                        f"{reason}: if it consumes them, every output re-triggers it",
+                        notification.urn,
+                    )
 
 
 def _writes_back(
@@ -916,10 +1035,11 @@ POLICIES: list[Policy] = [
     ),
     StackValidationPolicy(
         name="s3-bucket-tls-only",
-        description="Every S3 bucket has a bucket policy denying requests made without TLS.",
+        description="Every S3 bucket has a bucket policy denying requests made without TLS, on that bucket's own "
+        "ARN and ARN/*.",
         validate=_bucket_rule(check_tls_only),
         severity=Severity.HIGH,
-        remediation_steps="Add a BucketPolicy statement: Deny s3:* to Principal '*' on the bucket and bucket/* "
+        remediation_steps="Add a BucketPolicy statement: Deny s3:* to Principal '*' on this bucket's ARN and ARN/* "
         "when Bool aws:SecureTransport is 'false'.",
     ),
     ResourceValidationPolicy(
@@ -932,8 +1052,10 @@ POLICIES: list[Policy] = [
     ),
     StackValidationPolicy(
         name="iam-no-wildcards",
-        description="IAM policies on roles (inline, RolePolicy, attached) allow no '*' or 'service:*' action "
-        "and no resource wildcard reaching more than one named resource.",
+        description="IAM policies on roles (inline, RolePolicy, and managed policies attached by managedPolicyArns, "
+        "RolePolicyAttachment, PolicyAttachment or RolePolicyAttachmentsExclusive) allow no action with a wildcard "
+        "('*', 's3:*', 's3:Put*'), no NotAction or NotResource, and no resource wildcard reaching more than one "
+        "named resource; a RolePoliciesExclusive keeps only inline policies this stack declares.",
         validate=validate_no_iam_wildcards,
         severity=Severity.HIGH,
         config_schema=_schema(
@@ -948,7 +1070,8 @@ POLICIES: list[Policy] = [
                 "default": [],
             },
         ),
-        remediation_steps="Name the exact actions (s3:GetObject, ...) and resource ARNs the function needs.",
+        remediation_steps="Name the exact actions (s3:GetObject, ...) and resource ARNs the function needs; declare "
+        "every inline policy a RolePoliciesExclusive keeps as an aws.iam.RolePolicy in this stack.",
     ),
     StackValidationPolicy(
         name="lambda-log-retention",
@@ -995,14 +1118,19 @@ POLICIES: list[Policy] = [
     ),
     ResourceValidationPolicy(
         name="lambda-permission-source",
-        description="Every lambda.Permission for a service principal sets sourceArn (and sourceAccount for S3).",
+        description="No lambda.Permission has principal '*'; one for a service principal sets sourceArn (and "
+        "sourceAccount for S3), one for any other principal sets sourceArn or principalOrgId; no FunctionUrl has "
+        "authorizationType NONE.",
         validate=validate_permission_source,
         severity=Severity.HIGH,
-        remediation_steps="Set source_arn=bucket.arn and source_account=<account id> on the Permission.",
+        remediation_steps="Grant a service principal with source_arn=bucket.arn and source_account=<account id>; "
+        "give an account principal source_arn or principal_org_id; use authorization_type 'AWS_IAM' on function URLs.",
     ),
     StackValidationPolicy(
         name="s3-notification-no-recursion",
-        description="No bucket notification sends object-created events to a function that writes into that bucket.",
+        description="No bucket notification sends object-created events to a function of this stack that can write "
+        "into that bucket, nor through SNS, SQS or EventBridge (whose consumers are not followed) while any function "
+        "of this stack can write into it.",
         validate=validate_no_recursion,
         severity=Severity.CRITICAL,
         remediation_steps="Write outputs to another bucket, and grant s3:PutObject only on that bucket.",

@@ -208,9 +208,32 @@ def test_unknown_inputs_are_not_violations() -> None:
         "allow-s3",
         {"principal": "s3.amazonaws.com", "sourceArn": UNKNOWN_STRING_VALUE, "sourceAccount": UNKNOWN_STRING_VALUE},
     )
+    to_someone = _registration("aws:lambda/permission:Permission", "allow-caller", {"principal": UNKNOWN_STRING_VALUE})
+    url = _registration("aws:lambda/functionUrl:FunctionUrl", "url", {"authorizationType": UNKNOWN_STRING_VALUE})
     policy_document = json.dumps({"Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "x"}]})
     role_policy = _registration("aws:iam/rolePolicy:RolePolicy", "policy", {"policy": UNKNOWN_STRING_VALUE})
     known_policy = _registration("aws:iam/rolePolicy:RolePolicy", "known", {"policy": policy_document})
-    result = evaluate([permission, role_policy, known_policy])
+    result = evaluate([permission, to_someone, url, role_policy, known_policy])
+    assert result.violations == []
+    assert result.unresolved == []
+
+
+def test_tls_deny_is_not_judged_against_a_bucket_arn_unknown_in_preview() -> None:
+    """A new bucket's ARN is unknown in preview: any object pattern passes until `pulumi up` knows the ARN."""
+    bucket = _registration("aws:s3/bucket:Bucket", "uploads", {"bucket": "uploads-1234", "arn": UNKNOWN_STRING_VALUE})
+    deny = {
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:*",
+        "Resource": "arn:aws:s3:::uploads-1234/*",
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
+    policy = _registration(
+        "aws:s3/bucketPolicy:BucketPolicy",
+        "uploads-tls-only",
+        {"bucket": UNKNOWN_STRING_VALUE, "policy": json.dumps({"Statement": [deny]})},
+        property_dependencies={"bucket": [bucket.urn]},
+    )
+    result = evaluate([bucket, policy], {"all": "disabled", "s3-bucket-tls-only": "mandatory"})
     assert result.violations == []
     assert result.unresolved == []

@@ -17,7 +17,7 @@ import pytest
 
 from local.program import ProgramRun, Registration
 from policy.harness import PackResult, Violation, evaluate
-from policy.rules import POLICIES, is_wildcard_resource
+from policy.rules import POLICIES, is_wildcard_action, is_wildcard_resource, wildcard_problems
 from tests.pulumi_mocks import run_stack
 
 BUCKET = "aws:s3/bucket:Bucket"
@@ -30,6 +30,18 @@ NOTIFICATION = "aws:s3/bucketNotification:BucketNotification"
 INVOKE_CONFIG = "aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig"
 BUCKET_POLICY = "aws:s3/bucketPolicy:BucketPolicy"
 LAYER = "aws:lambda/layerVersion:LayerVersion"
+MANAGED_POLICY = "aws:iam/policy:Policy"
+ROLE_ATTACHMENTS = [
+    pytest.param("aws:iam/rolePolicyAttachment:RolePolicyAttachment", "role", "policyArn", id="RolePolicyAttachment"),
+    pytest.param("aws:iam/policyAttachment:PolicyAttachment", "roles", "policyArn", id="PolicyAttachment"),
+    pytest.param(
+        "aws:iam/rolePolicyAttachmentsExclusive:RolePolicyAttachmentsExclusive",
+        "roleName",
+        "policyArns",
+        id="RolePolicyAttachmentsExclusive",
+    ),
+]
+"""Every way to attach a managed policy to a role: (type, property naming the role(s), property with the ARN(s))."""
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +115,32 @@ def assert_fires(result: PackResult, policy: str, registration: Registration, *f
     for fragment in fragments:
         assert fragment in violation.message, violation.message
     return violation
+
+
+def attached(
+    resources: list[Registration], type_token: str, role_prop: str, arn_prop: str, policy_arn: str
+) -> list[Registration]:
+    """The function's role gets `policy_arn` through a `type_token` attachment (`roles`, `policyArns` are lists)."""
+    role = named(resources, ROLE, "function-role")
+    inputs = {
+        role_prop: [role.state["name"]] if role_prop == "roles" else role.state["name"],
+        arn_prop: [policy_arn] if arn_prop == "policyArns" else policy_arn,
+    }
+    return added(resources, role, type_token, "pipeline-attachment", **inputs)
+
+
+def with_managed_policy(resources: list[Registration], *statements: dict[str, Any]) -> list[Registration]:
+    """A customer-managed policy declared in the stack (attach it with `attached`)."""
+    document = {"Version": "2012-10-17", "Statement": list(statements)}
+    resources = added(
+        resources,
+        named(resources, ROLE, "function-role"),
+        MANAGED_POLICY,
+        "pipeline-extra",
+        policy=json.dumps(document),
+    )
+    resources[-1].state["arn"] = "arn:aws:iam::123456789012:policy/pipeline-extra"
+    return resources
 
 
 def rewrite_policy(registration: Registration, change: Callable[[dict[str, Any]], None]) -> None:
@@ -256,6 +294,45 @@ def test_tls_condition_that_allows_plain_http_still_fires(dev: ProgramRun) -> No
     )
 
 
+@pytest.mark.parametrize(
+    ("denied", "covered"),
+    [
+        (["{arn}", "{arn}/*"], True),
+        (["*"], True),
+        (["{arn}*"], True),
+        (["arn:aws:s3:::some-other-bucket/*"], False),
+        (["arn:aws:s3:::some-other-bucket", "arn:aws:s3:::some-other-bucket/*"], False),
+        (["{arn}/*"], False),
+        (["{arn}"], False),
+        (["{arn}", "{arn}/photos/*"], False),
+    ],
+    ids=[
+        "own-arn-and-objects",
+        "everything",
+        "prefix",
+        "other-objects",
+        "other-bucket",
+        "objects-only",
+        "bucket-only",
+        "some-objects",
+    ],
+)
+def test_tls_deny_must_cover_the_bucket_it_is_attached_to(dev: ProgramRun, denied: list[str], covered: bool) -> None:
+    resources = resources_of(dev)
+    bucket = named(resources, BUCKET, "upload")
+
+    def deny_on(document: dict[str, Any]) -> None:
+        [statement] = document["Statement"]
+        statement["Resource"] = [resource.format(arn=bucket.state["arn"]) for resource in denied]
+
+    rewrite_policy(named(resources, BUCKET_POLICY, "upload-tls-only"), deny_on)
+    result = evaluate(resources)
+    if covered:
+        assert result.violations == []
+    else:
+        assert_fires(result, "s3-bucket-tls-only", bucket, "do not cover", f"{bucket.state['arn']}/*")
+
+
 def test_bucket_without_any_policy(dev: ProgramRun) -> None:
     resources = resources_of(dev)
     policy = named(resources, BUCKET_POLICY, "quarantine-tls-only")
@@ -388,19 +465,46 @@ def test_wildcard_in_a_role_inline_policy(dev: ProgramRun) -> None:
     assert {v.policy for v in result.violations} == {"iam-no-wildcards", "s3-notification-no-recursion"}
 
 
-def test_attached_aws_managed_policy(dev: ProgramRun) -> None:
+@pytest.mark.parametrize(("type_token", "role_prop", "arn_prop"), ROLE_ATTACHMENTS)
+def test_attached_aws_managed_policy(dev: ProgramRun, type_token: str, role_prop: str, arn_prop: str) -> None:
+    full_access = "arn:aws:iam::aws:policy/AmazonS3FullAccess"
+    resources = attached(resources_of(dev), type_token, role_prop, arn_prop, full_access)
+    assert_fires(evaluate(resources), "iam-no-wildcards", resources[-1], "AmazonS3FullAccess")
+
+
+@pytest.mark.parametrize(("type_token", "role_prop", "arn_prop"), ROLE_ATTACHMENTS)
+def test_attached_managed_policy_declared_here_is_read(
+    dev: ProgramRun, type_token: str, role_prop: str, arn_prop: str
+) -> None:
     resources = resources_of(dev)
-    role = named(resources, ROLE, "function-role")
-    resources = added(
-        resources,
-        role,
-        "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
-        "pipeline-s3-full-access",
-        role=role.state["name"],
-        policyArn="arn:aws:iam::aws:policy/AmazonS3FullAccess",
+    queue_arn = named(resources, "aws:sqs/queue:Queue", "dead-letter").state["arn"]
+    resources = with_managed_policy(
+        resources, {"Sid": "AnyQueueAction", "Effect": "Allow", "Action": "sqs:*", "Resource": queue_arn}
     )
-    attachment = resources[-1]
-    assert_fires(evaluate(resources), "iam-no-wildcards", attachment, "AmazonS3FullAccess")
+    resources = attached(resources, type_token, role_prop, arn_prop, resources[-1].state["arn"])
+    assert_fires(
+        evaluate(resources), "iam-no-wildcards", resources[-1], "managed policy 'pipeline-extra'", "action 'sqs:*'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("kept", "fires"),
+    [(["pipeline-function-policy"], False), (["pipeline-function-policy", "legacy-admin"], True)],
+    ids=["declared", "undeclared"],
+)
+def test_role_policies_exclusive_keeps_only_inline_policies_declared_here(
+    dev: ProgramRun, kept: list[str], fires: bool
+) -> None:
+    resources = resources_of(dev)
+    set_props(named(resources, ROLE_POLICY, "function-policy"), name="pipeline-function-policy")
+    role = named(resources, ROLE, "function-role")
+    exclusive = "aws:iam/rolePoliciesExclusive:RolePoliciesExclusive"
+    resources = added(resources, role, exclusive, "pipeline-inline-only", roleName=role.state["name"], policyNames=kept)
+    result = evaluate(resources)
+    if fires:
+        assert_fires(result, "iam-no-wildcards", resources[-1], "'legacy-admin'", "doesn't declare")
+    else:
+        assert result.violations == []
 
 
 def test_policy_from_outside_the_stack_needs_review(dev: ProgramRun) -> None:
@@ -450,6 +554,15 @@ def test_arn_with_a_wildcard_resource_part(dev: ProgramRun) -> None:
         ("arn:aws:iam::123456789012:role/*/resize", True),
         ("arn:aws:iam::123456789012:role/service-role/resize-role", False),
         ("arn:aws:iam::123456789012:role/resize-role", False),
+        ("arn:*", True),
+        ("arn:aws:s3:*", True),
+        ("arn:aws:logs:us-east-1:*", True),
+        ("arn:aws:sqs:us-east-1:123456789012*", True),
+        ("arn:*:s3:::photos-upload-1a2b/*", True),
+        ("arn:aws:*:us-east-1:123456789012:function:resize", True),
+        ("arn:aws:s3:us-east-1:123456789012:accesspoint/*", True),
+        ("arn:aws:s3:us-east-1:123456789012:accesspoint/uploads/object/*", False),
+        ("arn:aws:s3", False),
     ],
 )
 def test_a_wildcard_resource_reaches_more_than_one_named_resource(resource: str, wildcard: bool) -> None:
@@ -463,6 +576,48 @@ def test_partial_wildcard_over_log_groups_fires(dev: ProgramRun) -> None:
     logs = {"Sid": "AnyGroup", "Effect": "Allow", "Action": "logs:PutLogEvents", "Resource": any_group}
     rewrite_policy(role_policy, lambda doc: doc["Statement"].append(logs))
     assert_fires(evaluate(resources), "iam-no-wildcards", role_policy, f"resource {any_group!r}")
+
+
+@pytest.mark.parametrize(
+    ("action", "wildcard"),
+    [
+        ("*", True),
+        ("s3:*", True),
+        ("s3:Put*", True),
+        ("iam:Pass*", True),
+        ("s3:*Object", True),
+        ("s3:GetObjec?", True),
+        ("s3:GetObject", False),
+        ("sqs:SendMessage", False),
+    ],
+)
+def test_a_wildcard_action_matches_more_than_one_action(action: str, wildcard: bool) -> None:
+    assert is_wildcard_action(action) is wildcard
+
+
+@pytest.mark.parametrize(
+    ("statement", "problem"),
+    [
+        ({"Action": "s3:Put*", "Resource": "arn:aws:s3:::photos/*"}, "action 's3:Put*'"),
+        ({"Action": "s3:GetObject", "Resource": "arn:*"}, "resource 'arn:*'"),
+        ({"NotAction": "iam:*", "Resource": "arn:aws:s3:::photos/*"}, "NotAction"),
+        ({"Action": "s3:GetObject", "NotResource": "arn:aws:s3:::photos/*"}, "NotResource"),
+    ],
+    ids=["partial-action", "short-arn", "not-action", "not-resource"],
+)
+def test_allow_statement_wildcards(statement: dict[str, Any], problem: str) -> None:
+    problems = wildcard_problems({"Statement": [{"Effect": "Allow", **statement}]}, [])
+    assert any(problem in p for p in problems), problems
+    assert wildcard_problems({"Statement": [{"Effect": "Deny", **statement}]}, []) == []
+
+
+def test_partial_action_wildcard_in_the_role_policy(dev: ProgramRun) -> None:
+    resources = resources_of(dev)
+    role_policy = named(resources, ROLE_POLICY, "function-policy")
+    processed_arn = named(resources, BUCKET, "processed").state["arn"]
+    put_any = {"Sid": "PutAnything", "Effect": "Allow", "Action": "s3:Put*", "Resource": f"{processed_arn}/*"}
+    rewrite_policy(role_policy, lambda doc: doc["Statement"].append(put_any))
+    assert_fires(evaluate(resources), "iam-no-wildcards", role_policy, "statement PutAnything allows action 's3:Put*'")
 
 
 def test_star_resource_for_actions_that_only_support_it_is_allowed(dev: ProgramRun) -> None:
@@ -567,13 +722,51 @@ def test_s3_permission_without_source_account(dev: ProgramRun) -> None:
     assert_fires(evaluate(resources), "lambda-permission-source", permission, "without sourceAccount")
 
 
-def test_permission_for_an_account_principal_is_not_a_service_permission(dev: ProgramRun) -> None:
+@pytest.mark.parametrize(
+    ("principal", "pinned_by", "fragment"),
+    [
+        ("*", {}, "principal '*'"),
+        ("*", {"principalOrgId": "o-a1b2c3d4e5"}, "principal '*'"),
+        ("123456789012", {}, "lets '123456789012' invoke"),
+        ("arn:aws:iam::999999999999:root", {}, "lets 'arn:aws:iam::999999999999:root' invoke"),
+        ("123456789012", {"principalOrgId": "o-a1b2c3d4e5"}, None),
+        ("arn:aws:iam::999999999999:root", {"sourceArn": "arn:aws:sns:us-east-1:999999999999:uploads"}, None),
+    ],
+    ids=["everyone", "everyone-in-org", "account-id", "account-arn", "account-in-org", "account-from-source"],
+)
+def test_permission_for_a_principal_that_is_not_a_service(
+    dev: ProgramRun, principal: str, pinned_by: dict[str, str], fragment: str | None
+) -> None:
+    """The pack can't know the deploying account: an account principal needs a source or an organization."""
     resources = resources_of(dev)
     permission = named(resources, PERMISSION, "allow-s3")
-    set_props(permission, principal="123456789012")
     drop_prop(permission, "sourceArn")
     drop_prop(permission, "sourceAccount")
-    assert evaluate(resources).violations == []
+    set_props(permission, principal=principal, **pinned_by)
+    result = evaluate(resources)
+    if fragment:
+        assert_fires(result, "lambda-permission-source", permission, fragment)
+    else:
+        assert result.violations == []
+
+
+@pytest.mark.parametrize(("authorization", "fires"), [("NONE", True), ("AWS_IAM", False)])
+def test_function_url_without_authorization(dev: ProgramRun, authorization: str, fires: bool) -> None:
+    resources = resources_of(dev)
+    function = named(resources, FUNCTION, "function")
+    resources = added(
+        resources,
+        function,
+        "aws:lambda/functionUrl:FunctionUrl",
+        "pipeline-url",
+        functionName=function.state["name"],
+        authorizationType=authorization,
+    )
+    result = evaluate(resources)
+    if fires:
+        assert_fires(result, "lambda-permission-source", resources[-1], "authorizationType NONE")
+    else:
+        assert result.violations == []
 
 
 # --- recursion -----------------------------------------------------------------------------------
@@ -608,6 +801,56 @@ def test_function_told_to_write_into_its_trigger_bucket(dev: ProgramRun) -> None
     edit(function, lambda props: props["environment"]["variables"].update(PROCESSED_BUCKET=upload_name))
     notification = named(resources, NOTIFICATION, "upload-notification")
     assert_fires(evaluate(resources), "s3-notification-no-recursion", notification, "PROCESSED_BUCKET")
+
+
+TOPIC_ARN = "arn:aws:sns:us-east-1:123456789012:uploads"
+QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:uploads"
+
+
+@pytest.mark.parametrize(
+    ("route", "fragment"),
+    [
+        ({"topics": [{"topicArn": TOPIC_ARN, "events": ["s3:ObjectCreated:*"]}]}, f"SNS topic {TOPIC_ARN}"),
+        ({"queues": [{"queueArn": QUEUE_ARN, "events": ["s3:ObjectCreated:Put"]}]}, f"SQS queue {QUEUE_ARN}"),
+        ({"eventbridge": True}, "EventBridge"),
+        ({"topics": [{"topicArn": TOPIC_ARN, "events": ["s3:ObjectRemoved:*"]}]}, None),
+    ],
+    ids=["sns", "sqs", "eventbridge", "sns-removals-only"],
+)
+@pytest.mark.parametrize("writes_back", [True, False], ids=["writes-back", "writes-elsewhere"])
+def test_events_routed_through_sns_sqs_or_eventbridge(
+    dev: ProgramRun, route: dict[str, Any], fragment: str | None, writes_back: bool
+) -> None:
+    """The pack does not follow a topic, queue or EventBridge to its consumers: any function that writes back counts."""
+    resources = resources_of(dev)
+    notification = named(resources, NOTIFICATION, "upload-notification")
+    set_props(notification, lambdaFunctions=[], **route)
+    if writes_back:
+        upload_arn = named(resources, BUCKET, "upload").state["arn"]
+        write_back = {"Sid": "WriteBack", "Effect": "Allow", "Action": "s3:PutObject", "Resource": f"{upload_arn}/*"}
+        rewrite_policy(
+            named(resources, ROLE_POLICY, "function-policy"), lambda doc: doc["Statement"].append(write_back)
+        )
+    result = evaluate(resources)
+    if writes_back and fragment:
+        violation = assert_fires(result, "s3-notification-no-recursion", notification, fragment, "'pipeline-upload'")
+        assert "Function 'pipeline-function' may s3:PutObject into it" in violation.message
+    else:
+        assert result.violations == []
+
+
+@pytest.mark.parametrize(("type_token", "role_prop", "arn_prop"), ROLE_ATTACHMENTS)
+def test_write_access_from_an_attached_policy_counts(
+    dev: ProgramRun, type_token: str, role_prop: str, arn_prop: str
+) -> None:
+    resources = resources_of(dev)
+    upload_arn = named(resources, BUCKET, "upload").state["arn"]
+    resources = with_managed_policy(
+        resources, {"Effect": "Allow", "Action": "s3:PutObject", "Resource": f"{upload_arn}/*"}
+    )
+    resources = attached(resources, type_token, role_prop, arn_prop, resources[-1].state["arn"])
+    notification = named(resources, NOTIFICATION, "upload-notification")
+    assert_fires(evaluate(resources), "s3-notification-no-recursion", notification, "may s3:PutObject into it")
 
 
 # --- tags ----------------------------------------------------------------------------------------
