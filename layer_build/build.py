@@ -13,6 +13,7 @@ import base64
 import hashlib
 import logging
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -34,6 +35,8 @@ DEFAULT_CACHE_DIR = PROJECT_DIR / ".build" / "layers"
 FUNCTION_CODE_DIR = PROJECT_DIR / "handler"
 # Lambda's quota for function code plus all its layers, unzipped (250 MB).
 LAMBDA_UNZIPPED_LIMIT_BYTES = 262_144_000
+# PublishLayerVersion takes at most 50 MB of zip in the request, which is how the program uploads it.
+LAMBDA_DIRECT_UPLOAD_LIMIT_BYTES = 52_428_800
 
 # The earliest timestamp a zip entry can carry; any fixed value makes the bytes reproducible.
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -47,6 +50,13 @@ _INSTALL_NOISE = frozenset({"RECORD", "INSTALLER", "REQUESTED", "direct_url.json
 _NESTED_REQUIREMENT_OPTIONS = ("-r", "-c", "--requirement", "--constraint")
 # The files whose content decides the zip's bytes; a change to any of them invalidates the cache.
 _BUILDER_SOURCES = (PACKAGE_DIR / "build.py", PACKAGE_DIR / "runtimes.py", PACKAGE_DIR / "bytecode.py")
+# `name.cpython-312-aarch64-linux-gnu.so`: the Python an extension module was built for. (Bytecode for
+# another Python is only ignored, not an import failure, so it is not checked.)
+_CPYTHON_TAG = re.compile(r"\.cpython-(\d)(\d+)-")
+# Extension modules and the libraries wheels vendor (`libjpeg-80045241.so.62.4.0`).
+_SHARED_OBJECT = re.compile(r"\.so(\.[0-9.]+)?$")
+# ELF e_machine values of Lambda's two architectures, as manylinux names them.
+_ELF_MACHINES = {62: "x86_64", 183: "aarch64"}
 # A cache entry is `<stem>-<first 16 hex digits of the cache key>`.
 _KEY_DIGITS = 16
 
@@ -83,6 +93,7 @@ def artifact_for(zip_path: Path, runtime: str, arch: str) -> LayerArtifact:
     try:
         with zipfile.ZipFile(zip_path) as archive:
             unzipped_bytes = sum(entry.file_size for entry in archive.infolist())
+            _check_contents(zip_path, archive, runtime, arch)
     except zipfile.BadZipFile as error:
         raise LayerBuildError(f"layer zip {zip_path} is not a readable zip file: {error}") from error
     digest = hashlib.sha256(zip_path.read_bytes()).digest()
@@ -94,6 +105,40 @@ def artifact_for(zip_path: Path, runtime: str, arch: str) -> LayerArtifact:
         arch=arch,
         unzipped_bytes=unzipped_bytes,
     )
+
+
+def _check_contents(zip_path: Path, archive: zipfile.ZipFile, runtime: str, arch: str) -> None:
+    """Refuse a zip Lambda would load but the function could not import: no Pillow, or binaries for
+    another Python or machine. The program labels the layer from config, so a mismatch would
+    otherwise deploy cleanly and fail every upload with `Runtime.ImportModuleError`."""
+    version = runtime_info(runtime).python_version
+    machine = manylinux_machine(arch)
+    names = archive.namelist()
+    site_dirs = {
+        f"python/{package}" for package in ("PIL/__init__.py", f"lib/python{version}/site-packages/PIL/__init__.py")
+    }
+    if not site_dirs.intersection(names):
+        raise LayerBuildError(
+            f"layer zip {zip_path} has no PIL package at python/PIL/ or python/lib/python{version}/site-packages/PIL/, "
+            "where Lambda puts layers on the path; build it with `python -m layer_build`"
+        )
+    for name in names:
+        if not _SHARED_OBJECT.search(name):
+            continue
+        tag = _CPYTHON_TAG.search(name)
+        if tag is not None and f"{tag[1]}.{tag[2]}" != version:
+            raise LayerBuildError(
+                f"layer zip {zip_path} holds {name}, built for Python {tag[1]}.{tag[2]}, not {runtime}; "
+                f"build it with `python -m layer_build --runtime {runtime} --arch {arch}`"
+            )
+        with archive.open(name) as entry:
+            header = entry.read(20)
+        found = _ELF_MACHINES.get(int.from_bytes(header[18:20], "little")) if header[:4] == b"\x7fELF" else None
+        if found != machine:
+            raise LayerBuildError(
+                f"layer zip {zip_path} holds {name}, a binary for {found or 'no known Linux machine'}, "
+                f"not {machine} ({arch}); build it with `python -m layer_build --runtime {runtime} --arch {arch}`"
+            )
 
 
 def cache_key(
@@ -172,8 +217,14 @@ def check_size(
     *,
     function_code_dir: Path = FUNCTION_CODE_DIR,
     size_limit_bytes: int = LAMBDA_UNZIPPED_LIMIT_BYTES,
+    upload_limit_bytes: int = LAMBDA_DIRECT_UPLOAD_LIMIT_BYTES,
 ) -> int:
-    """Return layer + function code unzipped bytes; raise if that exceeds Lambda's limit."""
+    """Return layer + function code unzipped bytes; raise if that or the zip itself exceeds Lambda's limits."""
+    if artifact.zipped_bytes > upload_limit_bytes:
+        raise LayerBuildError(
+            f"layer {artifact.path} is {artifact.zipped_bytes} bytes zipped, over the {upload_limit_bytes} bytes "
+            "Lambda accepts in a direct upload; trim layer_build/requirements.txt"
+        )
     code_bytes = function_code_bytes(function_code_dir)
     total = artifact.unzipped_bytes + code_bytes
     logger.info(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from typing import Any
 
 import pulumi
@@ -104,6 +105,17 @@ def test_invalid_value_stops_the_program_naming_key_and_allowed_values(
 def test_missing_region_is_named() -> None:
     with pytest.raises(pulumi.ConfigMissingError, match="aws:region"):
         run_stack("dev", **{"aws:region": None})
+
+
+def test_prebuilt_layer_zip_for_another_machine_fails_preview(tmp_path: Any) -> None:
+    """The stack's architecture (arm64 in dev) labels the layer, so an x86_64 zip must not deploy."""
+    wrong = tmp_path / "layer-x86.zip"
+    with zipfile.ZipFile(wrong, "w") as archive:
+        archive.writestr("python/PIL/__init__.py", "")
+        x86_64_elf = b"\x7fELF\x02\x01\x01" + bytes(9) + (3).to_bytes(2, "little") + (62).to_bytes(2, "little")
+        archive.writestr("python/PIL/_imaging.cpython-312-x86_64-linux-gnu.so", x86_64_elf)
+    with pytest.raises(LayerBuildError, match=r"_imaging\.cpython-312-x86_64-linux-gnu\.so, a binary for x86_64"):
+        run_stack("dev", layerZip=str(wrong))
 
 
 def test_missing_layer_zip_names_the_path(tmp_path: Any) -> None:

@@ -13,6 +13,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -42,6 +43,11 @@ ELF_MACHINES = {"x86_64": 62, "arm64": 183}
 LOCAL_INTERPRETERS = {"python3.12": ("3.12.1", "python3.12"), "python3.13": ("3.13.0", "python3.13")}
 HEIC_SAMPLE = "govips_heic-24bit.heic"
 PHOTO_SAMPLE = "eveningglow_4mp_2560x1600.jpg"
+
+
+def _elf_header(machine: int) -> bytes:
+    """The first 20 bytes of a 64-bit little-endian ELF shared object for `machine` (e_machine)."""
+    return b"\x7fELF\x02\x01\x01" + b"\0" * 9 + (3).to_bytes(2, "little") + machine.to_bytes(2, "little")
 
 
 def runtime_interpreter(runtime: str) -> str:
@@ -168,6 +174,7 @@ def test_unsupported_target_names_the_value_and_the_allowed_ones(
 def test_artifact_for_hashes_the_zip_as_lambda_expects(tmp_path: Path) -> None:
     zip_path = tmp_path / "layer.zip"
     with zipfile.ZipFile(zip_path, "w") as archive:
+        archive.writestr("python/PIL/__init__.py", "")
         archive.writestr("python/a.py", "x = 1\n")
         archive.writestr("python/b.bin", b"\0" * 1000)
     artifact = artifact_for(zip_path, "python3.12", "arm64")
@@ -185,6 +192,78 @@ def test_artifact_for_rejects_a_missing_or_corrupt_zip(tmp_path: Path) -> None:
     not_a_zip.write_bytes(b"not a zip")
     with pytest.raises(LayerBuildError, match="not a readable zip"):
         artifact_for(not_a_zip, "python3.12", "arm64")
+
+
+def _layer_zip(path: Path, entries: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("entries", "runtime", "arch"),
+    [
+        (
+            {
+                "python/PIL/__init__.py": b"",
+                "python/PIL/_imaging.cpython-312-aarch64-linux-gnu.so": _elf_header(ELF_MACHINES["arm64"]),
+            },
+            "python3.12",
+            "arm64",
+        ),
+        (
+            {
+                "python/lib/python3.13/site-packages/PIL/__init__.py": b"",
+                "python/lib/python3.13/site-packages/PIL/__pycache__/Image.cpython-313.pyc": b"",
+                "python/pillow.libs/libjpeg-80045241.so.62.4.0": _elf_header(ELF_MACHINES["x86_64"]),
+            },
+            "python3.13",
+            "x86_64",
+        ),
+    ],
+    ids=["flat-arm64", "site-packages-x86_64"],
+)
+def test_artifact_for_accepts_a_layer_built_for_the_runtime_and_arch(
+    tmp_path: Path, entries: dict[str, bytes], runtime: str, arch: str
+) -> None:
+    artifact = artifact_for(_layer_zip(tmp_path / "layer.zip", entries), runtime, arch)
+    assert (artifact.runtime, artifact.arch) == (runtime, arch)
+
+
+@pytest.mark.parametrize(
+    ("entries", "named"),
+    [
+        ({"python/a.py": b""}, "no PIL package"),
+        ({"python/lib/python3.13/site-packages/PIL/__init__.py": b""}, "no PIL package"),
+        (
+            {
+                "python/PIL/__init__.py": b"",
+                "python/PIL/_imaging.cpython-313-aarch64-linux-gnu.so": _elf_header(ELF_MACHINES["arm64"]),
+            },
+            "built for Python 3.13, not python3.12",
+        ),
+        (
+            {
+                "python/PIL/__init__.py": b"",
+                "python/PIL/_imaging.cpython-312-x86_64-linux-gnu.so": _elf_header(ELF_MACHINES["x86_64"]),
+            },
+            "a binary for x86_64, not aarch64 (arm64)",
+        ),
+        (
+            {"python/PIL/__init__.py": b"", "python/pillow.libs/libz.so.1.3": b"MZ not an ELF file"},
+            "libz.so.1.3, a binary for no known Linux machine",
+        ),
+    ],
+    ids=["no-pil", "pil-for-other-python", "extension-for-3.13", "x86-binary", "not-elf"],
+)
+def test_artifact_for_refuses_a_layer_the_function_could_not_import(
+    tmp_path: Path, entries: dict[str, bytes], named: str
+) -> None:
+    """The program labels the layer from config, so a zip for another runtime or machine must fail at preview."""
+    with pytest.raises(LayerBuildError, match=re.escape(named)) as raised:
+        artifact_for(_layer_zip(tmp_path / "layer.zip", entries), "python3.12", "arm64")
+    assert "layer.zip" in str(raised.value)
 
 
 def test_cache_key_follows_requirements_runtime_and_arch(tmp_path: Path) -> None:
@@ -205,13 +284,14 @@ def test_cache_key_refuses_requirements_that_include_other_files(tmp_path: Path)
         layer_build_module.cache_key("python3.12", "arm64", requirements)
 
 
-def _fake_site(site_dir: Path, *, mode: int, content: bytes = b"x = 1\n") -> None:
+def _fake_site(site_dir: Path, *, mode: int, content: bytes = b"x = 1\n", arch: str = "arm64") -> None:
     """A pip --target tree with the noise pip leaves behind, files written in unsorted order."""
     files = {
+        "PIL/__init__.py": b"",
         "pkg/zeta.py": content,
         "pkg/__init__.py": b"",
         "pkg/__pycache__/zeta.cpython-312.pyc": os.urandom(16),
-        "pkg/native.so": b"\x7fELF fake",
+        "pkg/native.so": _elf_header(ELF_MACHINES[arch]),
         "pkg-1.0.dist-info/METADATA": b"Name: pkg\n",
         "pkg-1.0.dist-info/RECORD": os.urandom(16),
         "pkg-1.0.dist-info/INSTALLER": b"pip\n",
@@ -240,6 +320,7 @@ def test_zip_is_byte_identical_whatever_the_file_times_modes_and_noise(tmp_path:
     with zipfile.ZipFile(first_zip) as archive:
         entries = archive.infolist()
     assert [entry.filename for entry in entries] == [
+        "python/PIL/__init__.py",
         "python/pkg-1.0.dist-info/METADATA",
         "python/pkg/__init__.py",
         "python/pkg/native.so",
@@ -285,7 +366,7 @@ def test_cache_rebuilds_only_when_requirements_runtime_or_arch_change(
 
     def fake_pip(runtime: str, arch: str, requirements_file: Path, site_dir: Path) -> None:
         pip_runs.append((runtime, arch, requirements_file.read_text()))
-        _fake_site(site_dir, mode=0o644, content=requirements_file.read_bytes())
+        _fake_site(site_dir, mode=0o644, content=requirements_file.read_bytes(), arch=arch)
 
     monkeypatch.setattr(layer_build_module, "_pip_install", fake_pip)
     requirements = tmp_path / "requirements.txt"
@@ -310,9 +391,19 @@ def test_cache_rebuilds_only_when_requirements_runtime_or_arch_change(
     assert other_arch.path.exists() and other_runtime.path.exists()
 
 
+def test_size_check_refuses_a_zip_too_large_to_upload_directly(tmp_path: Path) -> None:
+    zip_path = _layer_zip(tmp_path / "layer.zip", {"python/PIL/__init__.py": b"", "python/big.bin": os.urandom(4000)})
+    artifact = artifact_for(zip_path, "python3.12", "arm64")
+    size = artifact.zipped_bytes
+    assert check_size(artifact, upload_limit_bytes=size) > 4000
+    with pytest.raises(LayerBuildError, match=f"{size} bytes zipped, over the {size - 1} bytes"):
+        check_size(artifact, upload_limit_bytes=size - 1)
+
+
 def test_size_check_fails_naming_both_sizes_and_the_limit(tmp_path: Path) -> None:
     zip_path = tmp_path / "layer.zip"
     with zipfile.ZipFile(zip_path, "w") as archive:
+        archive.writestr("python/PIL/__init__.py", "")
         archive.writestr("python/big.bin", b"\0" * 5000)
     function_dir = tmp_path / "handler"
     function_dir.mkdir()
@@ -409,7 +500,11 @@ def test_bytecode_and_plain_builds_are_cached_side_by_side_and_keyed_by_the_comp
         pycs = sorted(name for name in archive.namelist() if name.endswith(".pyc"))
     tag = sys.implementation.cache_tag
     # Exactly one file per module, for the compiler's tag: the stale pyc pip's tree held is not shipped.
-    assert pycs == [f"python/pkg/__pycache__/__init__.{tag}.pyc", f"python/pkg/__pycache__/zeta.{tag}.pyc"]
+    assert pycs == [
+        f"python/PIL/__pycache__/__init__.{tag}.pyc",
+        f"python/pkg/__pycache__/__init__.{tag}.pyc",
+        f"python/pkg/__pycache__/zeta.{tag}.pyc",
+    ]
 
     recompiled = build(bytecode=True)
     assert len(pip_runs) == 3, "another patch release of the compiler may compile differently: rebuild"
