@@ -113,10 +113,12 @@ def plan_variant(source_size: tuple[int, int], spec: VariantSpec, orientation: i
             return Plan((width, height), None)
         return Plan((max(1, round(width * scale)), max(1, round(height * scale))), None)
     # cover: scale so the box is filled, then keep its centred window (may upscale tiny inputs).
+    # box / scale does not round-trip in floating point (4624x3468 to 150x150 gives top = -2e-13),
+    # and Pillow refuses a window even a hair outside the frame, so it is clamped to the frame.
     scale = max(box_w / width, box_h / height)
-    crop_w, crop_h = box_w / scale, box_h / scale
-    left, top = (width - crop_w) / 2, (height - crop_h) / 2
-    return Plan((box_w, box_h), (left, top, left + crop_w, top + crop_h))
+    crop_w, crop_h = min(width, box_w / scale), min(height, box_h / scale)
+    left, top = max(0.0, (width - crop_w) / 2), max(0.0, (height - crop_h) / 2)
+    return Plan((box_w, box_h), (left, top, min(width, left + crop_w), min(height, top + crop_h)))
 
 
 def output_size(plan: Plan, orientation: int) -> tuple[int, int]:

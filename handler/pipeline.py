@@ -302,7 +302,7 @@ def _resize(
         lambda r: source.resize(
             (width, r[1] - r[0]),
             _RESAMPLE,
-            box=(box[0], box[1] + box_h * r[0] / height, box[2], box[1] + box_h * r[1] / height),
+            box=(box[0], box[1] + box_h * r[0] / height, box[2], min(box[3], box[1] + box_h * r[1] / height)),
             reducing_gap=_REDUCING_GAP,
         ),
         rows,
@@ -339,7 +339,13 @@ def _resample(
     if plan.crop is None and best.size == (target_w, target_h):
         return _Sized(best, full_frame=True, from_decoded=best is decoded)
     scale_x, scale_y = best.size[0] / orig_w, best.size[1] / orig_h
-    box = (crop[0] * scale_x, crop[1] * scale_y, crop[2] * scale_x, crop[3] * scale_y)
+    # Clamped: a product can land an ulp outside the source, which Pillow refuses.
+    box = (
+        crop[0] * scale_x,
+        crop[1] * scale_y,
+        min(best.size[0], crop[2] * scale_x),
+        min(best.size[1], crop[3] * scale_y),
+    )
     resized = _resize(best, (target_w, target_h), box, pool=pool)
     return _Sized(resized, full_frame=plan.crop is None, from_decoded=best is decoded)
 

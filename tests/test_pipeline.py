@@ -13,6 +13,7 @@ from concurrent.futures import Executor
 import pytest
 from PIL import ExifTags, Image, ImageChops, ImageCms, ImageFile, ImageOps, ImageStat, PngImagePlugin
 
+from handler.geometry import plan_variant
 from handler.pipeline import (
     DEFAULT_PIXEL_LIMIT,
     Rejected,
@@ -78,6 +79,32 @@ def test_cover_fills_the_box_exactly_and_crops_the_centre(size: tuple[int, int])
     assert out.size == (150, 150)
     red, _green, blue = out.convert("RGB").getpixel((75, 75))
     assert red > 200 and blue < 60
+
+
+def test_cover_crop_never_leaves_the_frame_whatever_the_size() -> None:
+    """Float rounding put ~4% of crops a hair outside the frame (4624x3468 to 150x150: top -2e-13),
+    which Pillow refuses with ValueError: a retry and the dead-letter queue for a normal photo."""
+    rng = random.Random(7)
+    sizes = [(4624, 3468), (247, 254), (4032, 3024)] + [
+        (rng.randint(1, 9000), rng.randint(1, 9000)) for _ in range(3000)
+    ]
+    boxes = [(150, 150), (200, 200), (640, 360), (1, 1000)]
+    for width, height in sizes:
+        for box in boxes:
+            for orientation in (1, 6):
+                spec = VariantSpec("c", "jpeg", quality=80, width=box[0], height=box[1], fit="cover")
+                crop = plan_variant((width, height), spec, orientation).crop
+                assert crop is not None
+                left, top, right, bottom = crop
+                assert 0 <= left < right <= width and 0 <= top < bottom <= height, ((width, height), box, crop)
+
+
+@pytest.mark.parametrize("size", [(4624, 3468), (247, 254)])
+def test_cover_renders_frame_sizes_whose_crop_rounded_outside(size: tuple[int, int]) -> None:
+    """Both reported sizes raised ValueError from `render` before the crop was clamped."""
+    variants = render(encoded(Image.new("RGB", size, (120, 140, 160)), "JPEG"), PRESETS["responsive"])
+    assert (variants[0].name, variants[0].width, variants[0].height) == ("thumb", 150, 150)
+    assert decoded(variants[0]).size == (150, 150)
 
 
 def test_exif_orientation_is_applied_after_shrinking_and_not_carried() -> None:
