@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
-from handler import sniff
+from handler import av1, sniff
 from handler.colour import to_srgb, to_working_mode
 from handler.encode import encode_variant, prepare_for_format, save_prepared
 from handler.geometry import TRANSPOSE_FOR_ORIENTATION, Plan, output_size, plan_variant, read_orientation
@@ -193,6 +193,17 @@ def _open(data: bytes, pixel_limit: int) -> Image.Image:
     excess = sniff.excess_structure(data)
     if excess is not None:
         raise Rejected("too_complex", excess)
+    # libavif decodes the coded AV1 frame, whatever size `ispe` (which the limit above read) claims.
+    conflict = av1.frame_size_conflict(data)
+    if conflict is not None:
+        raise Rejected("corrupt", conflict)
+    coded = av1.coded_size(data)
+    if coded is not None and coded[0] * coded[1] > pixel_limit:
+        width, height = coded
+        raise Rejected(
+            "too_many_pixels",
+            f"the AV1 frame is {width}x{height} = {width * height} pixels, exceeds the limit {pixel_limit}",
+        )
     heif = sniff.is_heif_container(data)
     if heif:
         _ensure_heif_plugin()
