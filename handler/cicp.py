@@ -1,4 +1,4 @@
-"""ICC profiles for colour described by ITU-T H.273 code points (AVIF/HEIF `nclx`, PNG `cICP`).
+"""ICC profiles for colour described by numbers: H.273 code points (AVIF/HEIF `nclx`, PNG `cICP`), PNG `gAMA`/`cHRM`.
 
 LittleCMS converts from ICC profiles only, so code points become a small matrix/TRC display
 profile: the primaries' RGB -> XYZ matrix adapted to D50 (Bradford), and one tone curve. The SDR
@@ -8,16 +8,25 @@ becomes just under SDR white (0.93), with highlights rolled off smoothly below w
 clipped. A matrix/TRC profile applies its curve to each channel, so HLG's system gamma is too:
 exact for greys, an approximation for saturated colours. Narrow-range signals (16..235) are
 expanded in the same curve. Pure Python: one profile per distinct description (cached).
+
+A PNG's `gAMA` (with `cHRM`, if any) is read as Chromium reads it when the PNG has no `cICP`, `sRGB`
+or `iCCP` chunk: a pure power curve, on the `cHRM` primaries or else sRGB's. A file gamma within 5 %
+of 1/2.2 without `cHRM` means sRGB (libpng's PNG_GAMMA_THRESHOLD, as in Chromium), and so does one
+with `cHRM` naming sRGB's primaries (Chromium applies gamma 2.2 there, up to 9 levels darker in deep
+shadows): ordinary PNGs from tools that write gAMA 45455 keep their bytes.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import struct
 from collections.abc import Callable
 
 from handler.sniff import CodePoints
+
+LOG = logging.getLogger(__name__)
 
 SRGB_PRIMARIES = 1
 SRGB_TRANSFER = 13
@@ -201,19 +210,79 @@ def profile_for(points: CodePoints) -> bytes | None:
         raise ValueError(f"colour primaries {points.primaries} not supported; supported: {sorted(PRIMARIES)}")
     if transfer not in TRANSFERS:
         raise ValueError(f"transfer characteristics {points.transfer} not supported; supported: {sorted(TRANSFERS)}")
-    matrix = rgb_to_xyz_d50(PRIMARIES[primaries])
     to_light = TRANSFERS[transfer]
-    curve = _curve_tag(to_light if points.full_range else lambda value: to_light(_narrow_to_full(value)))
+    curve = to_light if points.full_range else lambda value: to_light(_narrow_to_full(value))
+    return matrix_profile(describe(points), PRIMARIES[primaries], curve)
+
+
+def matrix_profile(
+    description: str, primaries: tuple[tuple[float, float], ...], curve: Callable[[float], float]
+) -> bytes:
+    """ICC RGB display profile: `primaries` (x, y of red, green, blue, white) and one curve, signal -> light (0..1)."""
+    matrix = rgb_to_xyz_d50(primaries)
+    trc = _curve_tag(curve)
     return _profile(
         [
-            (b"desc", _description_tag(describe(points))),
+            (b"desc", _description_tag(description)),
             (b"wtpt", _xyz_tag(_D50_XYZ)),
             (b"rXYZ", _xyz_tag([row[0] for row in matrix])),
             (b"gXYZ", _xyz_tag([row[1] for row in matrix])),
             (b"bXYZ", _xyz_tag([row[2] for row in matrix])),
-            (b"rTRC", curve),
-            (b"gTRC", curve),
-            (b"bTRC", curve),
+            (b"rTRC", trc),
+            (b"gTRC", trc),
+            (b"bTRC", trc),
             (b"cprt", b"text" + bytes(4) + b"No copyright, use freely\0"),
         ]
     )
+
+
+# libpng's accepted gAMA range (png_colorspace_set_gamma), as file gamma: outside it the chunk is ignored.
+_PNG_GAMMA_RANGE = (16 / 100_000, 625_000_000 / 100_000)
+_PNG_NEUTRAL_GAMMA = 0.05
+"""A file gamma whose product with 2.2 is within this of 1 is sRGB's (libpng's PNG_GAMMA_THRESHOLD, Chromium)."""
+_PNG_SRGB_CHROMATICITY = 0.001
+"""cHRM values within this of sRGB's name sRGB (libpng's tolerance when it checks cHRM against an sRGB chunk)."""
+
+
+def _png_primaries(chromaticity: tuple[float, ...]) -> tuple[tuple[float, float], ...] | None:
+    """cHRM (white x, y, then red, green, blue) as PRIMARIES orders them; None when libpng would reject it."""
+    white, red, green, blue = ((chromaticity[i], chromaticity[i + 1]) for i in range(0, 8, 2))
+    primaries = (red, green, blue, white)
+    if any(not (0 <= x <= 1 and 0 < y <= 1 and x + y <= 1) for x, y in primaries):
+        return None
+    try:
+        rgb_to_xyz_d50(primaries)
+    except ZeroDivisionError:  # collinear primaries: no RGB -> XYZ matrix
+        return None
+    return primaries
+
+
+@functools.lru_cache(maxsize=16)
+def _power_profile(gamma: float, primaries: tuple[tuple[float, float], ...]) -> bytes:
+    """Cached apart from `png_gamma_profile`, so rejected values are logged on every upload that has them."""
+    return matrix_profile(f"PNG gAMA {gamma:g}", primaries, _gamma(1 / gamma))
+
+
+def png_gamma_profile(gamma: float, chromaticity: tuple[float, ...] | None = None) -> bytes | None:
+    """ICC profile for a PNG's file gamma (`gAMA` / 100000) and `cHRM` (Pillow's `chromaticity`); None: sRGB.
+
+    Values libpng rejects are logged and ignored, as a browser ignores them.
+    """
+    if not _PNG_GAMMA_RANGE[0] <= gamma <= _PNG_GAMMA_RANGE[1]:
+        LOG.warning("ignoring PNG gAMA %s: out of range; taking the pixels as sRGB", gamma)
+        return None
+    primaries = PRIMARIES[SRGB_PRIMARIES]
+    if chromaticity is not None:
+        named = _png_primaries(chromaticity)
+        if named is None:
+            LOG.warning("ignoring PNG cHRM %s: not a colour space; taking sRGB primaries", chromaticity)
+        else:
+            primaries = named
+    srgb_primaries = all(
+        abs(a - b) <= _PNG_SRGB_CHROMATICITY
+        for point, srgb in zip(primaries, PRIMARIES[SRGB_PRIMARIES], strict=True)
+        for a, b in zip(point, srgb, strict=True)
+    )
+    if srgb_primaries and abs(gamma * 2.2 - 1) < _PNG_NEUTRAL_GAMMA:
+        return None
+    return _power_profile(gamma, primaries)

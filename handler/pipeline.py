@@ -228,7 +228,8 @@ def _open(data: bytes, pixel_limit: int) -> Image.Image:
 
 
 def _colour_profile(image: Image.Image, data: bytes) -> tuple[bytes | None, bool]:
-    """The ICC profile the decoded pixels are in (None: sRGB), and whether it was built from H.273 code points.
+    """The ICC profile the decoded pixels are in (None: sRGB), and whether it was built here (an RGB profile
+    from H.273 code points or a PNG's gAMA).
 
     Code points win over an embedded profile only where the container says so (PNG's cICP); AVIF and HEIF
     report them only for images without one.
@@ -236,7 +237,13 @@ def _colour_profile(image: Image.Image, data: bytes) -> tuple[bytes | None, bool
     embedded = image.info.get("icc_profile")
     points = sniff.colour_code_points(data)
     if points is None:
-        return embedded, False
+        if embedded or "srgb" in image.info or "gamma" not in image.info:
+            return embedded, False
+        # A PNG gAMA (and cHRM) without iCCP or sRGB chunk: as Chromium reads it.
+        from handler import cicp  # noqa: PLC0415 - lazy: as below
+
+        built = cicp.png_gamma_profile(image.info["gamma"], image.info.get("chromaticity"))
+        return built, built is not None
     from handler import cicp  # noqa: PLC0415 - lazy: only uploads that describe colour by code points pay for it
 
     try:
@@ -411,10 +418,10 @@ def render(
         orientation = read_orientation(image)
         plans = [plan_variant(original_size, spec, orientation) for spec in specs]
     LOG.debug("decoded %s %s %s at %s", image.format, image.mode, original_size, image.size)
-    icc, by_code_points = _colour_profile(image, data)
+    icc, built_rgb_profile = _colour_profile(image, data)
     decoded = to_working_mode(image)
-    if by_code_points and decoded.mode in ("L", "LA"):
-        # Code points describe grey pixels too (a greyscale PNG's cICP); the profile built from them is RGB.
+    if built_rgb_profile and decoded.mode in ("L", "LA"):
+        # Code points or gAMA describe grey pixels too (a greyscale PNG's cICP or gAMA); the profile built is RGB.
         decoded = decoded.convert("RGBA" if decoded.mode == "LA" else "RGB")
     # An ICC transform costs per pixel. When no variant is the decoded frame itself, transform each
     # frame resampled from it instead (for a phone's Display P3 photo: the 1200 px variant, not the

@@ -41,9 +41,14 @@ def _profile(hostile_dir: Path, name: str) -> bytes:
 
 
 def _noise(mode: str, size: tuple[int, int]) -> Image.Image:
-    """Every pixel different from its neighbours, so a band pasted a row off cannot go unnoticed."""
-    channels = len(mode)
-    return Image.frombytes(mode, size, random.Random(0).randbytes(size[0] * size[1] * channels))
+    """Every pixel different from its neighbours, so a band pasted a row off cannot go unnoticed.
+
+    Mode "LA>RGBA": grey+alpha noise widened to RGBA, as Pillow decodes a 16-bit grey+alpha PNG.
+    """
+    decoded, _, widened = mode.partition(">")
+    channels = len(decoded)
+    image = Image.frombytes(decoded, size, random.Random(0).randbytes(size[0] * size[1] * channels))
+    return image.convert(widened) if widened else image
 
 
 @pytest.mark.parametrize(
@@ -52,7 +57,7 @@ def _noise(mode: str, size: tuple[int, int]) -> Image.Image:
         ("sharp_p3.png", "RGB", (1500, 2002)),  # 3 MP: three bands of uneven height
         ("sharp_p3.png", "RGBA", (1000, 701)),
         ("sharp_CMYK_ycck_with_profile.jpg", "CMYK", (900, 600)),
-        ("sharp_16-bit-grey-alpha.png", "RGBA", (800, 500)),  # grey profile on widened grey+alpha
+        ("sharp_16-bit-grey-alpha.png", "LA>RGBA", (800, 500)),  # grey profile on widened grey+alpha
     ],
     ids=["p3-rgb", "p3-rgba", "cmyk", "grey-on-rgba"],
 )
