@@ -26,13 +26,23 @@ from urllib.parse import unquote
 
 from PIL import Image
 
-from local.deployer import deploy, stack_region
+from components.config import ConfigError
+from local.deployer import DeployError, deploy, stack_region
 from local.emulator import Emulator
 from local.lambda_service import Invocation, LambdaService
-from local.program import PROJECT_DIR, ProgramRun
+from local.program import PROJECT_DIR, ProgramRun, UnknownConfigKeyError, check_config_key, stack_names
 
 DEFAULT_PHOTOS = PROJECT_DIR.parent / "shared" / "testdata" / "photos"
 POLL_S = 0.5
+EMULATED_PROVIDER_KEYS = ("aws:region",)
+"""The one `aws:*` key `-c` may set: the emulator serves that region. Other provider settings
+(`aws:profile`, ...) mean nothing to the emulator's provider, so they are refused like typos."""
+USAGE_ERROR = 2
+"""Exit status for a bad argument or config value, the one argparse itself uses."""
+
+
+class UsageError(Exception):
+    """A bad argument or config value: reported as one line on stderr, exit status USAGE_ERROR."""
 
 
 @dataclass
@@ -230,10 +240,10 @@ def print_table(results: list[UploadResult]) -> None:
 
 def _photos(folder: Path) -> list[Path]:
     if not folder.is_dir():
-        raise SystemExit(f"photos folder {folder} does not exist")
+        raise UsageError(f"photos folder {folder} does not exist")
     photos = sorted(path for path in folder.iterdir() if path.is_file() and not path.name.startswith("."))
     if not photos:
-        raise SystemExit(f"no files to upload in {folder}")
+        raise UsageError(f"no files to upload in {folder}")
     return photos
 
 
@@ -276,7 +286,7 @@ def _fresh_out_dir(out_dir: Path) -> Path:
     """Empty `out_dir` for this run, but only if a previous run made it: never wipe a user's folder."""
     if out_dir.exists() and any(out_dir.iterdir()):
         if not (out_dir / OUT_MARKER).is_file():
-            raise SystemExit(f"{out_dir} is not empty and was not made by this command; choose another --out")
+            raise UsageError(f"{out_dir} is not empty and was not made by this command; choose another --out")
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / OUT_MARKER).write_text("Variants downloaded by `python -m local run`; replaced on the next run.\n")
@@ -292,10 +302,26 @@ def _upload(session: Session, path: Path) -> UploadResult:
 
 
 def _config_override(text: str) -> tuple[str, str]:
+    """(qualified key, value); a key the program never reads is refused, or a typo would deploy the default."""
     key, separator, value = text.partition("=")
     if not separator or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, value
+    try:
+        return check_config_key(key, also=EMULATED_PROVIDER_KEYS), value
+    except UnknownConfigKeyError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _positive_int(text: str) -> int:
+    """`--concurrency`: refused here, not by LambdaService after the emulator started."""
+    refusal = argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    try:
+        value = int(text)
+    except ValueError:
+        raise refusal from None
+    if value < 1:
+        raise refusal
+    return value
 
 
 def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -306,11 +332,15 @@ def run(args: argparse.Namespace) -> int:
     photos = _photos(args.photos)
     out_dir = _fresh_out_dir(args.out)
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    region = stack_region(args.stack)
+    overrides = dict(args.config)
+    try:
+        region = stack_region(args.stack, config_overrides=overrides)
+    except DeployError as error:
+        raise UsageError(str(error)) from None
     try:
         with Emulator(region) as emulator, LambdaService(emulator, concurrency=args.concurrency) as lambda_service:
             started = time.perf_counter()
-            program_run = deploy(args.stack, emulator, lambda_service, config_overrides=dict(args.config))
+            program_run = deploy(args.stack, emulator, lambda_service, config_overrides=overrides)
             custom = [r for r in program_run.resources if r.custom and not r.type.startswith("pulumi:providers:")]
             _write(
                 f"Deployed stack {args.stack!r} into the emulator at {emulator.endpoint}: "
@@ -355,8 +385,17 @@ def run(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m local", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    run_parser = commands.add_parser("run", help="deploy into the emulator, upload photos, print the results")
-    run_parser.add_argument("--stack", default="dev", help="stack whose Pulumi.<stack>.yaml to deploy (default dev)")
+    run_parser = commands.add_parser(
+        "run",
+        help="deploy into the emulator, upload photos, print the results",
+        epilog=(
+            "Exit status: 0 when every upload was handled (quarantined counts), 1 when one failed or was "
+            f"not processed within --timeout, {USAGE_ERROR} for a bad argument or config value, 130 when interrupted."
+        ),
+    )
+    run_parser.add_argument(
+        "--stack", default="dev", choices=stack_names(), help="stack whose Pulumi.<stack>.yaml to deploy (default dev)"
+    )
     run_parser.add_argument(
         "--photos", type=Path, default=DEFAULT_PHOTOS, help=f"folder of files to upload (default {DEFAULT_PHOTOS})"
     )
@@ -367,12 +406,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a stack config value, e.g. -c variants=responsive -c uploadSuffix=.jpg",
+        help="override a stack config value (a key Pulumi.yaml declares, or aws:region), e.g. -c variants=responsive",
     )
     run_parser.add_argument("--out", type=Path, default=Path("out"), help="where variants are downloaded (./out)")
     run_parser.add_argument("--serve", action="store_true", help="keep the emulator running for more uploads")
     run_parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the function")
-    run_parser.add_argument("--concurrency", type=int, default=2, help="concurrent function containers (2)")
+    run_parser.add_argument("--concurrency", type=_positive_int, default=2, help="concurrent function containers (2)")
     run_parser.add_argument("-v", "--verbose", action="store_true", help="show the emulator's and function's logs")
     return parser
 
@@ -386,6 +425,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return run(args)
+    except (UsageError, ConfigError) as error:  # ConfigError: the program refused a value (stack file or -c)
+        sys.stderr.write(f"python -m local {args.command}: error: {error}\n")
+        return USAGE_ERROR
     except BrokenPipeError:  # e.g. piped into `head`: the emulator is already stopped, just go quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1

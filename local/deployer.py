@@ -86,13 +86,14 @@ def _provider_value(value: Any) -> Any:
 def stand_in_layer_zip(directory: Path) -> Path:
     """A tiny layer zip: in the emulator the handler imports the virtualenv's Pillow instead.
 
-    It holds no Python package (nothing to shadow), so mounting or not makes no difference.
+    It holds only the `python/PIL/__init__.py` that `layer_build.artifact_for` requires of any
+    `layerZip`; the Lambda service never puts layers on the handler's path, so it shadows nothing.
     """
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "stand-in-layer.zip"
     with zipfile.ZipFile(path, "w") as archive:
-        info = zipfile.ZipInfo("python/EMULATOR-STAND-IN.txt", date_time=(1980, 1, 1, 0, 0, 0))
-        archive.writestr(info, "The local emulator runs the handler with the virtualenv's Pillow.\n")
+        info = zipfile.ZipInfo("python/PIL/__init__.py", date_time=(1980, 1, 1, 0, 0, 0))
+        archive.writestr(info, "# Stand-in: the local emulator runs the handler with the virtualenv's Pillow.\n")
     return path
 
 
@@ -626,10 +627,12 @@ def deploy(
     return run
 
 
-def stack_region(stack: str, project_dir: Path = PROJECT_DIR) -> str:
-    """The `aws:region` the stack deploys to; the emulator serves that region."""
-    _, config = load_stack_config(stack, project_dir)
+def stack_region(stack: str, project_dir: Path = PROJECT_DIR, config_overrides: Mapping[str, Any] | None = None) -> str:
+    """The `aws:region` the stack deploys to, after the `config_overrides` `deploy` gets; the emulator serves it."""
+    _, config = load_stack_config(stack, project_dir, config_overrides)
     region = config.get("aws:region")
-    if not region or not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", region):
-        raise DeployError(f"stack {stack}: aws:region is {region!r}; set it in Pulumi.{stack}.yaml")
+    if not region:
+        raise DeployError(f"stack {stack}: aws:region is not set; set it in Pulumi.{stack}.yaml")
+    if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", region):
+        raise DeployError(f"stack {stack}: aws:region is {region!r}, not an AWS region like us-east-1")
     return region

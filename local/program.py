@@ -8,10 +8,11 @@ real `Pulumi.yaml` defaults overlaid with `Pulumi.<stack>.yaml`, as `pulumi up` 
 
 from __future__ import annotations
 
+import difflib
 import json
 import runpy
 import sys
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,9 +116,48 @@ def _qualify(key: str, project: str) -> str:
     return key if ":" in key else f"{project}:{key}"
 
 
-def load_stack_config(stack: str, project_dir: Path = PROJECT_DIR) -> tuple[str, dict[str, str]]:
-    """Return (project name, config map) for a stack: Pulumi.yaml defaults, then the stack file."""
-    project_file = yaml.safe_load((project_dir / "Pulumi.yaml").read_text())
+class UnknownConfigKeyError(ValueError):
+    """An override names a key Pulumi.yaml does not declare, e.g. a typo that would deploy the default."""
+
+
+def _project_file(project_dir: Path) -> dict[str, Any]:
+    return yaml.safe_load((project_dir / "Pulumi.yaml").read_text())
+
+
+def stack_names(project_dir: Path = PROJECT_DIR) -> list[str]:
+    """The stacks with a `Pulumi.<stack>.yaml` in the project."""
+    return sorted(path.name.removeprefix("Pulumi.").removesuffix(".yaml") for path in project_dir.glob("Pulumi.*.yaml"))
+
+
+def check_config_key(key: str, also: Collection[str] = (), project_dir: Path = PROJECT_DIR) -> str:
+    """The qualified form of an override's key, if Pulumi.yaml declares it or it is one of `also`.
+
+    Raises UnknownConfigKeyError naming the key, the closest allowed one and all of them.
+    """
+    project_file = _project_file(project_dir)
+    project = project_file["name"]
+    qualified = _qualify(key, project)
+    declared = [_qualify(name, project) for name in project_file.get("config") or {}]
+    allowed = [*declared, *(name for name in also if name not in declared)]
+    if qualified in allowed:
+        return qualified
+    shown = [name.removeprefix(f"{project}:") for name in allowed]
+    wanted = qualified.removeprefix(f"{project}:")
+    same_but_case = [name for name in shown if name.lower() == wanted.lower()]
+    closest = same_but_case or difflib.get_close_matches(wanted, shown, n=1)
+    hint = f"did you mean {closest[0]!r}? " if closest else ""
+    raise UnknownConfigKeyError(f"unknown config key {key!r}; {hint}allowed keys: {', '.join(shown)}")
+
+
+def load_stack_config(
+    stack: str, project_dir: Path = PROJECT_DIR, overrides: Mapping[str, Any] | None = None
+) -> tuple[str, dict[str, str]]:
+    """Return (project name, config map) for a stack: Pulumi.yaml defaults, the stack file, then `overrides`.
+
+    `overrides` maps config keys (bare keys get the project namespace) to values; a value of None
+    removes the key. Any key is taken (tests set provider keys too); `check_config_key` vets a user's.
+    """
+    project_file = _project_file(project_dir)
     project = project_file["name"]
     config: dict[str, str] = {}
     for key, declaration in (project_file.get("config") or {}).items():
@@ -131,6 +171,12 @@ def load_stack_config(stack: str, project_dir: Path = PROJECT_DIR) -> tuple[str,
         raise FileNotFoundError(f"no stack file {stack_file.name} in {project_dir}")
     for key, value in ((yaml.safe_load(stack_file.read_text()) or {}).get("config") or {}).items():
         config[_qualify(key, project)] = _config_value(value)
+    for key, value in (overrides or {}).items():
+        qualified = _qualify(key, project)
+        if value is None:
+            config.pop(qualified, None)
+        else:
+            config[qualified] = _config_value(value)
     return project, config
 
 
@@ -144,16 +190,10 @@ def run_program(
 ) -> ProgramRun:
     """Run `<project_dir>/__main__.py` for `stack` under `mocks` and return what it declared.
 
-    `config_overrides` maps config keys (bare keys get the project namespace) to values;
-    a value of None removes the key. Exceptions raised by the program propagate unchanged.
+    `config_overrides` are applied as `load_stack_config` applies them. Exceptions raised by the
+    program propagate unchanged.
     """
-    project, config = load_stack_config(stack, project_dir)
-    for key, value in (config_overrides or {}).items():
-        qualified = _qualify(key, project)
-        if value is None:
-            config.pop(qualified, None)
-        else:
-            config[qualified] = _config_value(value)
+    project, config = load_stack_config(stack, project_dir, config_overrides)
 
     pulumi_settings.reset_options(project=project, stack=stack, preview=preview)
     pulumi.runtime.set_all_config(config, secret_keys=[])

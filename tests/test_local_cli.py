@@ -68,6 +68,20 @@ def test_config_overrides_reach_the_program_and_uploads_follow_the_trigger_filte
     assert not (out / "thumbnail").exists(), "the default preset must not have been deployed"
 
 
+def test_region_override_moves_the_emulator_with_the_program(photos: Path, tmp_path: Path) -> None:
+    """The program's provider gets `-c aws:region`, so the emulator must serve that region too."""
+    done = subprocess.run(
+        _command(photos, tmp_path / "out", "-c", "aws:region=eu-west-1"),
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 of 3 uploads handled (1 quarantined), 0 failed" in done.stdout
+
+
 def test_too_large_upload_is_quarantined_by_a_copy_under_the_function_role(photos: Path, tmp_path: Path) -> None:
     """The server-side copy (HeadObject by version, then CopyObject) must pass the role's exact policy."""
     out = tmp_path / "out"
