@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -15,6 +16,7 @@ import pulumi_aws as aws
 from components import ImagePipeline, ImagePipelineArgs
 from components.config import NAMESPACE, LayerSource, PipelineSettings, parse_config, parse_layer_source
 from components.naming import name_prefix
+from components.provider import provider_keys
 from layer_build import ARCHITECTURES, RUNTIMES, LayerArtifact, artifact_for, check_size, ensure_layer
 
 PROJECT_DIR = Path(__file__).resolve().parent
@@ -30,6 +32,24 @@ def read_config() -> tuple[str, PipelineSettings, LayerSource]:
     return region, settings, parse_layer_source(project_config.get)
 
 
+def read_provider_config() -> dict[str, Any]:
+    """Every `aws:*` key the stack sets, as `aws.Provider` arguments (see `components.provider`)."""
+    config = pulumi.Config("aws")
+    readers = {
+        "bool": (config.get_bool, config.get_secret_bool),
+        "int": (config.get_int, config.get_secret_int),
+        "str": (config.get, config.get_secret),
+        "object": (config.get_object, config.get_secret_object),
+    }
+    found: dict[str, Any] = {}
+    for setting in provider_keys():
+        plain, secret = readers[setting.kind]
+        value = (secret if pulumi.runtime.is_config_secret(f"aws:{setting.key}") else plain)(setting.key)
+        if value is not None:
+            found[setting.argument] = value
+    return found
+
+
 def resolve_layer(settings: PipelineSettings, source: LayerSource) -> LayerArtifact:
     """The prebuilt zip named by `layerZip` (relative to the project), else build or reuse the cached one."""
     if source.zip_path is None:
@@ -37,7 +57,7 @@ def resolve_layer(settings: PipelineSettings, source: LayerSource) -> LayerArtif
             settings.runtime, settings.architecture, function_code_dir=HANDLER_DIR, bytecode=source.bytecode
         )
     if source.bytecode:
-        logger.info("layerZip is set: %s is deployed as built, so layerBytecode does not apply", source.zip_path)
+        pulumi.log.warn(f"layerZip is set: {source.zip_path} is deployed as built, so layerBytecode does not apply")
     zip_path = Path(source.zip_path).expanduser()
     if not zip_path.is_absolute():
         zip_path = PROJECT_DIR / zip_path
@@ -50,15 +70,16 @@ def main() -> None:
     project, stack = pulumi.get_project(), pulumi.get_stack()
     prefix = name_prefix(project, stack)
     region, settings, layer_source = read_config()
+    provider_config = read_provider_config()
     layer = resolve_layer(settings, layer_source)
     logger.info("stack %s: layer %s (sha256 %s)", stack, layer.path, layer.sha256)
 
-    # Every taggable resource gets these through the provider, so none can be forgotten.
-    provider = aws.Provider(
-        "aws",
-        region=region,
-        default_tags={"tags": {"project": project, "stack": stack, "managed-by": "pulumi"}},
-    )
+    # Every taggable resource gets these through the provider, so none can be forgotten. The stack's
+    # own aws:defaultTags are kept; project, stack and managed-by always describe this stack.
+    tags = (provider_config.pop("default_tags", None) or {}).get("tags") or {}
+    tags.update({"project": project, "stack": stack, "managed-by": "pulumi"})
+    provider_config.update(region=region, default_tags={"tags": tags})
+    provider = aws.Provider("aws", **provider_config)
     pipeline = ImagePipeline(
         "pipeline",
         ImagePipelineArgs(

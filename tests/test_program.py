@@ -369,6 +369,35 @@ def test_default_tags_reach_every_aws_resource_through_one_provider(run: Program
         assert registration.provider == reference, f"{registration.urn} does not use the tagged provider"
 
 
+def test_the_stacks_aws_settings_reach_the_provider() -> None:
+    """An explicit provider ignores `aws:*` stack config unless the program passes it on: without
+    this, `aws:profile` or `aws:allowedAccountIds` in Pulumi.prod.yaml would silently do nothing."""
+    run = run_stack(
+        "prod",
+        **{
+            "aws:profile": "prod-deployer",
+            "aws:allowedAccountIds": json.dumps([ACCOUNT_ID]),
+            "aws:assumeRoles": json.dumps([{"roleArn": f"arn:aws:iam::{ACCOUNT_ID}:role/deployer"}]),
+            "aws:skipMetadataApiCheck": "false",
+            "aws:maxRetries": "5",
+            "aws:defaultTags": json.dumps({"tags": {"cost-center": "photos", "stack": "not-this-one"}}),
+        },
+    )
+    inputs = {
+        key: json.loads(value) if isinstance(value, str) and value[:1] in "[{" else value
+        for key, value in run.one(AWS_PROVIDER).inputs.items()
+    }
+    assert inputs["profile"] == "prod-deployer"
+    assert inputs["allowedAccountIds"] == [ACCOUNT_ID]
+    assert inputs["assumeRoles"] == [{"roleArn": f"arn:aws:iam::{ACCOUNT_ID}:role/deployer"}]
+    assert inputs["skipMetadataApiCheck"] in (False, "false")
+    assert inputs["maxRetries"] in (5, "5")
+    assert inputs["region"] == REGION
+    assert inputs["defaultTags"] == {
+        "tags": {"cost-center": "photos", "project": "image-pipeline", "stack": "prod", "managed-by": "pulumi"}
+    }
+
+
 def test_every_resource_belongs_to_the_component(run: ProgramRun) -> None:
     root = component(run)
     assert root.name == "pipeline"
