@@ -14,7 +14,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TypeVar
 
-from handler.pipeline import LAMBDA_MB_PER_VCPU, MAX_PIXEL_LIMIT
+from handler.pipeline import MAX_PIXEL_LIMIT, RENDER_BYTES_PER_PIXEL, render_memory_mb
 from handler.variants import VariantError, VariantSpec, parse_variants, variants_to_json
 
 NAMESPACE = "image-pipeline"
@@ -38,14 +38,6 @@ MAX_FILTER_BYTES = 1024
 # Lambda caps all environment variables of a function at 4 KB together; the other five (two
 # bucket names of at most 63 characters, level, limits and the keys) take well under 512 bytes.
 VARIANTS_JSON_MAX_BYTES = 4096 - 512
-# Peak memory of `handler.pipeline.render` per pixel of the upload, measured on RGBA PNGs of 45 and 88 MP
-# with the default preset (11.7 bytes with one encoder thread, 17-20 with two); RGB needs less. The handler
-# runs one encoder thread per vCPU Lambda grants (one per LAMBDA_MB_PER_VCPU of memory), each holding frames.
-RENDER_BYTES_PER_PIXEL = 12
-RENDER_BYTES_PER_PIXEL_PER_EXTRA_THREAD = 8
-# The Python runtime, boto3 and Pillow before the first image, with headroom.
-RUNTIME_OVERHEAD_MB = 128
-_MAX_LAMBDA_VCPUS = 6
 # Matches key ARNs, including multi-region keys (mrk-...); aliases cannot be granted in IAM.
 _KMS_KEY_ARN_RE = re.compile(r"^arn:(aws[a-z-]*):kms:([a-z0-9-]+):(\d{12}):key/(mrk-)?[0-9a-f-]{32,36}$")
 
@@ -220,47 +212,29 @@ def parse_reserved_concurrency(raw: ConfigReader) -> int:
     return value
 
 
-def encoder_threads(memory_mb: int) -> int:
-    """The encoder threads the handler runs at this memory size: one per vCPU Lambda grants (at most)."""
-    return min(_MAX_LAMBDA_VCPUS, math.ceil(memory_mb / LAMBDA_MB_PER_VCPU))
+def minimum_memory_mb(pixel_limit: int, max_upload_bytes: int) -> int:
+    """The least function memory that renders an upload at both limits without running out.
 
-
-def _render_need_mb(pixel_limit: int, threads: int) -> int:
-    per_pixel = RENDER_BYTES_PER_PIXEL + RENDER_BYTES_PER_PIXEL_PER_EXTRA_THREAD * (threads - 1)
-    return math.ceil(pixel_limit * per_pixel / 2**20) + RUNTIME_OVERHEAD_MB
-
-
-def minimum_memory_mb(pixel_limit: int, at_least: int = MEMORY_RANGE_MB[0]) -> int:
-    """The least function memory (from `at_least` up) that renders `pixel_limit` pixels without running out.
-
-    More memory also brings another vCPU, so another encoder thread and more frames at once:
-    the answer is the first size that covers the need of the threads it comes with.
+    One thread is counted: the handler runs fewer threads on a frame too large for all of them.
     """
-    for threads in range(encoder_threads(at_least), _MAX_LAMBDA_VCPUS + 1):
-        lowest = max(_render_need_mb(pixel_limit, threads), (threads - 1) * LAMBDA_MB_PER_VCPU + 1, at_least)
-        if lowest <= threads * LAMBDA_MB_PER_VCPU or threads == _MAX_LAMBDA_VCPUS:
-            return lowest
-    raise AssertionError("unreachable")  # pragma: no cover
+    return render_memory_mb(pixel_limit, 1, max_upload_bytes)
 
 
-def check_memory_for_pixel_limit(memory_mb: int, pixel_limit: int) -> None:
-    """An image the pixel limit admits must not run the function out of memory.
+def check_memory_for_limits(memory_mb: int, pixel_limit: int, max_upload_bytes: int) -> None:
+    """An upload the limits admit must not run the function out of memory.
 
     Lambda kills an out-of-memory invocation, so the upload is retried and dead-lettered
     instead of being processed or quarantined.
     """
-    threads = encoder_threads(memory_mb)
-    need = _render_need_mb(pixel_limit, threads)
+    need = minimum_memory_mb(pixel_limit, max_upload_bytes)
     if memory_mb >= need:
         return
-    per_pixel = RENDER_BYTES_PER_PIXEL + RENDER_BYTES_PER_PIXEL_PER_EXTRA_THREAD * (threads - 1)
-    fitting_pixels = max(0, (memory_mb - RUNTIME_OVERHEAD_MB) * 2**20 // per_pixel)
-    plural = "s" if threads > 1 else ""
+    fitting_pixels = max(0, pixel_limit - math.ceil((need - memory_mb) * 2**20 / RENDER_BYTES_PER_PIXEL))
     raise ConfigError(
         f"{qualified('memorySize')}: {memory_mb} MB is too little to render an image at "
-        f"{qualified('pixelLimit')} {pixel_limit} (about {need} MB with {threads} encoder thread{plural}), "
-        f"and Lambda would kill the function on such an upload instead of quarantining it; set memorySize "
-        f">= {minimum_memory_mb(pixel_limit, memory_mb)}, or pixelLimit <= {fitting_pixels}"
+        f"{qualified('pixelLimit')} {pixel_limit} uploaded in {qualified('maxUploadBytes')} {max_upload_bytes} bytes "
+        f"(about {need} MB), and Lambda would kill the function on such an upload instead of quarantining it; "
+        f"set memorySize >= {need}, or pixelLimit <= {fitting_pixels}"
     )
 
 
@@ -297,7 +271,7 @@ def parse_config(
         upload_suffix=parse_filter(raw, "uploadSuffix"),
         protect_data=_boolean(raw, "protectData"),
     )
-    check_memory_for_pixel_limit(settings.memory_mb, settings.pixel_limit)
+    check_memory_for_limits(settings.memory_mb, settings.pixel_limit, settings.max_upload_bytes)
     return settings
 
 

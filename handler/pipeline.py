@@ -49,6 +49,7 @@ __all__ = [
     "default_workers",
     "encode_variant",
     "render",
+    "render_memory_mb",
 ]
 
 LOG = logging.getLogger(__name__)
@@ -62,6 +63,22 @@ MAX_PIXEL_LIMIT = 2 * DEFAULT_PIXEL_LIMIT
 
 LAMBDA_MB_PER_VCPU = 1769
 """Lambda grants the equivalent of one vCPU at 1769 MB of memory, proportionally below and above."""
+
+RENDER_BYTES_PER_PIXEL = 20
+"""Peak memory of `render` per pixel of the upload with one thread and the default preset. Measured at the
+default pixel limit on the hungriest kinds: 16-bit grey with tRNS (17.7), RGBA with an ICC profile (19.8); an
+RGB JPEG needs about half."""
+RENDER_BYTES_PER_PIXEL_PER_EXTRA_THREAD = 8
+"""Each further thread holds another frame being encoded (RGBA with ICC on two threads: 26.3 in all)."""
+RUNTIME_OVERHEAD_MB = 128
+"""The Python runtime, boto3 and Pillow before the first image, with headroom."""
+
+
+def render_memory_mb(pixels: int, threads: int, upload_bytes: int) -> int:
+    """Peak memory to render a frame of `pixels` on `threads` threads, with the upload held twice while read."""
+    per_pixel = RENDER_BYTES_PER_PIXEL + RENDER_BYTES_PER_PIXEL_PER_EXTRA_THREAD * (threads - 1)
+    return math.ceil((pixels * per_pixel + 2 * upload_bytes) / 2**20) + RUNTIME_OVERHEAD_MB
+
 
 REASONS = ("unsupported_format", "not_an_image", "corrupt", "too_many_pixels", "too_complex", "too_large")
 
@@ -132,12 +149,37 @@ def default_workers() -> int:
         cpus = max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         cpus = max(1, os.cpu_count() or 1)
-    memory = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+    memory = _function_memory_mb()
     if memory is None:
         return cpus
+    return min(cpus, math.ceil(memory / LAMBDA_MB_PER_VCPU))
+
+
+def _function_memory_mb() -> int | None:
+    """The function's memory in Lambda (`AWS_LAMBDA_FUNCTION_MEMORY_SIZE`); None elsewhere."""
+    memory = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+    if memory is None:
+        return None
     if not memory.isdigit() or int(memory) < 1:
         raise ValueError(f"AWS_LAMBDA_FUNCTION_MEMORY_SIZE must be a positive integer (MB), got {memory!r}")
-    return min(cpus, math.ceil(int(memory) / LAMBDA_MB_PER_VCPU))
+    return int(memory)
+
+
+def _threads_that_fit(workers: int, pixels: int, upload_bytes: int) -> int:
+    """Fewer threads for a frame too large to render on all of them within the function's memory.
+
+    Each thread holds a frame being encoded; the stack's config only guarantees one thread fits at the pixel
+    limit, and running out of memory would get the upload killed, retried and dead-lettered.
+    """
+    memory = _function_memory_mb()
+    if memory is None:
+        return workers
+    threads = workers
+    while threads > 1 and render_memory_mb(pixels, threads, upload_bytes) > memory:
+        threads -= 1
+    if threads < workers:
+        LOG.info("%d pixels: rendering on %d of %d threads to stay within %d MB", pixels, threads, workers, memory)
+    return threads
 
 
 def _ensure_heif_plugin() -> None:
@@ -396,10 +438,13 @@ def render(
     """
     if not specs:
         raise ValueError("specs must name at least one variant")
+    automatic = workers is None
     workers = _validate_limits(pixel_limit, max_bytes, workers)
     if len(data) > max_bytes:
         raise Rejected("too_large", f"{len(data)} bytes exceeds the limit {max_bytes}")
     image = _open(data, pixel_limit)
+    if automatic:
+        workers = _threads_that_fit(workers, image.size[0] * image.size[1], len(data))
     if image.format in ("JPEG", "MPO"):
         # EXIF sits in the header: plan with it, then let the decoder shrink on load.
         original_size = image.size

@@ -70,14 +70,16 @@ INVALID = [
     ("uploadSuffix", "x" * 1025, ["image-pipeline:uploadSuffix", "at most 1024 bytes"]),
     # 600 two-byte characters: the message must count bytes, as S3 does, not characters.
     ("uploadPrefix", "é" * 600, ["image-pipeline:uploadPrefix", "at most 1024 bytes", "got 1200 bytes"]),
-    # One RGBA frame at the default pixel limit needs about 1 GB before Lambda's runtime is counted.
+    # An RGBA frame with an ICC profile at the default pixel limit peaks at ~1.7 GB on one thread, plus the
+    # 50 MiB upload held twice and Lambda's runtime.
     (
         "memorySize",
         1024,
-        ["image-pipeline:memorySize", "1024 MB", "image-pipeline:pixelLimit 89478485", ">= 1152", "<= 78293674"],
+        ["image-pipeline:memorySize", "1024 MB", "image-pipeline:pixelLimit 89478485", ">= 1935", "<= 41715848"],
     ),
-    # Above 1769 MB Lambda grants a second vCPU, so the handler runs two encoders and needs more.
-    ("memorySize", 1792, ["image-pipeline:memorySize", "1792 MB", "2 encoder threads", ">= 1835"]),
+    ("memorySize", 1934, ["image-pipeline:memorySize", "1934 MB", ">= 1935", "<= 89426056"]),
+    # The upload is held in memory too: a 4 GiB limit cannot fit in the default 2048 MB.
+    ("maxUploadBytes", 4 * 2**30, ["image-pipeline:maxUploadBytes 4294967296", "about 10027 MB", ">= 10027"]),
     ("kmsKeyArn", f"arn:aws:kms:us-east-1:{ACCOUNT_ID}:alias/images", ["image-pipeline:kmsKeyArn", "not an alias"]),
     (
         "kmsKeyArn",
@@ -188,14 +190,16 @@ def test_the_longest_valid_names_fit() -> None:
     assert len(f"{prefix}-quarantine-{'0' * 8}") == 63
 
 
-def test_memory_floor_follows_the_handler_s_encoder_threads() -> None:
-    """One thread up to 1769 MB (Lambda's first vCPU), two above: the floor jumps past that boundary."""
-    assert minimum_memory_mb(89_478_485) == 1152
-    assert minimum_memory_mb(40_000_000) == 586
-    # 130 MP needs 1616 MB with one thread; with two it needs 2608 MB, so the floor is one-thread's.
-    assert minimum_memory_mb(130_000_000) == 1616
-    # 150 MP needs 1845 MB with one thread, which would be two threads' memory: two need 2990 MB.
-    assert minimum_memory_mb(150_000_000) == 2990
+def test_memory_floor_counts_one_thread_and_the_upload() -> None:
+    """The handler drops threads for frames too large for all of them, so one thread sets the floor."""
+    assert minimum_memory_mb(89_478_485, 52_428_800) == 1935
+    assert minimum_memory_mb(40_000_000, 52_428_800) == 991
+    assert minimum_memory_mb(40_000_000, 1) == 891
+    # Every size the error message offers as the pixel limit fits the memory it was offered for.
+    for memory in (1024, 1536, 1934):
+        need = minimum_memory_mb(89_478_485, 52_428_800)
+        fitting = 89_478_485 - -(-(need - memory) * 2**20 // 20)
+        assert minimum_memory_mb(fitting, 52_428_800) <= memory < minimum_memory_mb(fitting + 60_000, 52_428_800)
 
 
 def test_a_lower_pixel_limit_makes_less_memory_acceptable() -> None:
@@ -208,5 +212,7 @@ def test_a_lower_pixel_limit_makes_less_memory_acceptable() -> None:
 def test_the_stack_files_give_the_function_enough_memory_for_their_pixel_limit(stack: str) -> None:
     run = run_stack(stack)
     function = run.one("aws:lambda/function:Function").inputs
-    pixel_limit = int(function["environment"]["variables"]["PIXEL_LIMIT"])
-    assert function["memorySize"] >= minimum_memory_mb(pixel_limit)
+    variables = function["environment"]["variables"]
+    assert function["memorySize"] >= minimum_memory_mb(
+        int(variables["PIXEL_LIMIT"]), int(variables["MAX_UPLOAD_BYTES"])
+    )

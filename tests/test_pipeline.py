@@ -13,6 +13,7 @@ from concurrent.futures import Executor
 import pytest
 from PIL import ExifTags, Image, ImageChops, ImageCms, ImageFile, ImageOps, ImageStat, PngImagePlugin
 
+from handler import pipeline
 from handler.geometry import plan_variant
 from handler.pipeline import (
     DEFAULT_PIXEL_LIMIT,
@@ -21,6 +22,7 @@ from handler.pipeline import (
     default_workers,
     encode_variant,
     render,
+    render_memory_mb,
 )
 from handler.sniff import HEADER_PART_LIMIT, ISO_BMFF_PART_LIMIT, JPEG_SCAN_LIMIT
 from handler.variants import PRESETS, VariantSpec
@@ -506,6 +508,40 @@ def test_default_workers_outside_lambda_are_the_usable_cpus(monkeypatch: pytest.
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "lots")
     with pytest.raises(ValueError, match="AWS_LAMBDA_FUNCTION_MEMORY_SIZE must be a positive integer"):
         default_workers()
+
+
+@pytest.mark.parametrize(
+    ("memory", "megapixels", "threads"),
+    [("2048", 89.4, 1), ("2048", 60, 2), ("10240", 89.4, 6), ("4000", 120, 2), ("1769", 1, 1)],
+)
+def test_a_frame_too_large_for_every_thread_is_rendered_on_fewer(
+    monkeypatch: pytest.MonkeyPatch, memory: str, megapixels: float, threads: int
+) -> None:
+    """The config only guarantees one thread fits at the pixel limit: each more holds another frame."""
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(8)))
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", memory)
+    pixels, upload = int(megapixels * 1e6), 50 * 2**20
+    assert pipeline._threads_that_fit(default_workers(), pixels, upload) == threads
+    assert render_memory_mb(pixels, threads, upload) <= int(memory) or threads == 1
+    assert threads == default_workers() or render_memory_mb(pixels, threads + 1, upload) > int(memory)
+
+
+def test_render_drops_threads_only_when_it_picks_them(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "2048")
+    # As if every extra thread needed far more: a small frame must then be rendered on one.
+    monkeypatch.setattr(pipeline, "RENDER_BYTES_PER_PIXEL_PER_EXTRA_THREAD", 10**9)
+    data = encoded(Image.new("RGB", (300, 200), "red"), "JPEG")
+    with caplog.at_level(logging.INFO, logger="handler.pipeline"):
+        automatic = render(data, PRESETS["default"])
+    assert "60000 pixels: rendering on 1 of 2 threads to stay within 2048 MB" in caplog.text
+    assert [v.data for v in automatic] == [v.data for v in render(data, PRESETS["default"], workers=1)]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="handler.pipeline"):
+        render(data, PRESETS["default"], workers=2)
+    assert "rendering on" not in caplog.text, "an explicit thread count is the caller's to keep"
 
 
 def test_encode_variant_is_the_codec_step_alone() -> None:
