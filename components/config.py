@@ -153,7 +153,10 @@ def parse_variants_config(text: str) -> tuple[VariantSpec, ...]:
         try:
             value = json.loads(stripped)
         except json.JSONDecodeError as error:
-            raise ConfigError(f"{key}: not valid JSON ({error}); give a preset name or a JSON list") from None
+            shown = stripped if len(stripped) <= 80 else stripped[:77] + "..."
+            raise ConfigError(
+                f"{key}: {shown!r} is not valid JSON ({error}); give a preset name or a JSON list"
+            ) from None
     try:
         specs = parse_variants(value, where=key)  # type: ignore[arg-type]
     except VariantError as error:
@@ -208,7 +211,8 @@ def parse_reserved_concurrency(raw: ConfigReader) -> int:
     except ValueError:
         raise ConfigError(f"{qualified(key)}: must be {allowed}, got {text!r}") from None
     if value != UNRESERVED_CONCURRENCY and value < 1:
-        raise ConfigError(f"{qualified(key)}: must be {allowed}, got {value} (0 would throttle every upload)")
+        why = " (0 would throttle every upload)" if value == 0 else ""
+        raise ConfigError(f"{qualified(key)}: must be {allowed}, got {value}{why}")
     return value
 
 

@@ -122,7 +122,7 @@ def process_record(record: dict[str, Any], rt: Runtime) -> str:
         else:
             source = rt.storage.fetch(bucket, key, version_id, max_bytes=rt.settings.max_upload_bytes)
             if source is None:
-                fields.update(outcome="skipped", reason="deleted")
+                fields.update(outcome="skipped", reason="deleted", detail="the upload (or this version) is gone")
             else:
                 fields.update(bytes_in=source.size, version_id=source.version_id)
                 _render_and_store(source, rt, fields)

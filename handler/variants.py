@@ -182,5 +182,8 @@ def variants_from_json(text: str, where: str = "VARIANTS") -> tuple[VariantSpec,
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise VariantError(f"{where}: not a preset name ({', '.join(PRESETS)}) nor valid JSON: {exc}") from None
+        shown = text if len(text) <= 80 else text[:77] + "..."
+        raise VariantError(
+            f"{where}: {shown!r} is not a preset name ({', '.join(PRESETS)}) nor valid JSON: {exc}"
+        ) from None
     return parse_variants(value, where)

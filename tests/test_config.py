@@ -38,7 +38,7 @@ INVALID = [
     ("variants", "fancy", ["image-pipeline:variants", "unknown preset 'fancy'", "default, responsive"]),
     ("variants", variant(width=0, height=100), ["image-pipeline:variants[0] 'custom'.width", "1..16384", "got 0"]),
     ("variants", variant(width=100, height=-5), ["image-pipeline:variants[0] 'custom'.height", "1..16384", "got -5"]),
-    ("variants", "[not json", ["image-pipeline:variants", "not valid JSON", "preset name"]),
+    ("variants", "[not json", ["image-pipeline:variants", "'[not json' is not valid JSON", "preset name"]),
     (
         "variants",
         json.dumps([{"name": f"v{i}", "format": "png", "width": 10, "height": 10} for i in range(40)]),
@@ -54,7 +54,11 @@ INVALID = [
     ("architecture", "x86", ["image-pipeline:architecture", "x86_64, arm64", "'x86'"]),
     ("runtime", "python3.9", ["image-pipeline:runtime", "python3.12, python3.13", "'python3.9'"]),
     ("runtime", "nodejs20.x", ["image-pipeline:runtime", "python3.12, python3.13", "'nodejs20.x'"]),
-    ("reservedConcurrency", 0, ["image-pipeline:reservedConcurrency", "-1 (no reservation) or an integer >= 1"]),
+    (
+        "reservedConcurrency",
+        0,
+        ["image-pipeline:reservedConcurrency", "-1 (no reservation) or an integer >= 1", "0 would throttle"],
+    ),
     ("reservedConcurrency", -2, ["image-pipeline:reservedConcurrency", "-1 (no reservation)", "got -2"]),
     ("noncurrentVersionDays", -1, ["image-pipeline:noncurrentVersionDays", ">= 1 days", "got -1"]),
     ("quarantineExpirationDays", 0, ["image-pipeline:quarantineExpirationDays", ">= 1 days", "got 0"]),

@@ -275,7 +275,8 @@ def test_object_deleted_before_processing_is_skipped(s3: Any, caplog: pytest.Log
     with caplog.at_level(logging.INFO, logger="handler"):
         summary = app.handler(event_for("gone.jpg"), FakeLambdaContext())
     assert summary["skipped"] == 1
-    assert json.loads(caplog.records[-1].getMessage())["reason"] == "deleted"
+    logged = json.loads(caplog.records[-1].getMessage())
+    assert (logged["reason"], logged["detail"]) == ("deleted", "the upload (or this version) is gone")
     assert keys(s3, PROCESSED) == keys(s3, QUARANTINE) == []
 
 
@@ -382,7 +383,7 @@ def test_network_failure_is_transient(s3: Any) -> None:
         ({"PROCESSED_BUCKET": ""}, "PROCESSED_BUCKET is required"),
         ({"QUARANTINE_BUCKET": "Not_A_Bucket"}, "QUARANTINE_BUCKET: 'Not_A_Bucket' is not a valid S3 bucket name"),
         ({"QUARANTINE_BUCKET": PROCESSED}, "PROCESSED_BUCKET and QUARANTINE_BUCKET must differ"),
-        ({"VARIANTS": "huge"}, "VARIANTS: not a preset name (default, responsive) nor valid JSON"),
+        ({"VARIANTS": "huge"}, "VARIANTS: 'huge' is not a preset name (default, responsive) nor valid JSON"),
         ({"VARIANTS": '[{"name": "a", "format": "gif"}]'}, "VARIANTS[0] 'a'.format: must be one of jpeg, webp"),
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, got 'LOUD'"),
         ({"PIXEL_LIMIT": "lots"}, "PIXEL_LIMIT must be an integer 1..178956970, got 'lots'"),

@@ -76,5 +76,5 @@ def test_invalid_variants_name_the_field_and_value(value: object, message: str) 
 
 
 def test_environment_value_that_is_neither_preset_nor_json_is_rejected() -> None:
-    with pytest.raises(VariantError, match="VARIANTS: not a preset name"):
+    with pytest.raises(VariantError, match=r"VARIANTS: '\{not json' is not a preset name"):
         variants_from_json("{not json")
