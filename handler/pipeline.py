@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from PIL import Image, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 
 from handler import av1, sniff
 from handler.colour import to_srgb, to_working_mode
@@ -320,6 +320,14 @@ def shrink_on_load_size(image: Image.Image, specs: Sequence[VariantSpec]) -> tup
     return _draft_size(image.size, [plan_variant(image.size, spec, orientation) for spec in specs])
 
 
+def _pillow_orientation(image: Image.Image) -> object:
+    """The orientation Pillow itself finds (EXIF tag, else its own XMP pattern); None when unreadable."""
+    try:
+        return image.getexif().get(ExifTags.Base.Orientation)
+    except (SyntaxError, ValueError, OSError, TypeError, KeyError, IndexError):
+        return None
+
+
 def _decode(image: Image.Image) -> None:
     try:
         image.load()
@@ -457,10 +465,12 @@ def render(
     else:
         # Other containers may carry EXIF after the pixels (PNG eXIf): decode first. Pillow's TIFF decoder
         # also turns the pixels upright itself (and drops the tag), even for an XMP-only orientation its
-        # header size did not announce: the frame's size is known only now.
+        # header size did not announce: the frame's size is known only now. It strips only the XMP forms
+        # it reads, so one it has applied must not be read again from another form left in the packet.
+        upright_on_load = image.format == "TIFF" and _pillow_orientation(image) in TRANSPOSE_FOR_ORIENTATION
         _decode(image)
         original_size = image.size
-        orientation = read_orientation(image)
+        orientation = 1 if upright_on_load else read_orientation(image)
         plans = [plan_variant(original_size, spec, orientation) for spec in specs]
     LOG.debug("decoded %s %s %s at %s", image.format, image.mode, original_size, image.size)
     icc, built_rgb_profile = _colour_profile(image, data)

@@ -162,6 +162,33 @@ def test_orientation_is_read_from_exif_or_xmp_in_every_container(fmt: str, carri
     assert (variant.width, variant.height) == (20, 40) == decoded(variant).size
 
 
+@pytest.mark.parametrize(
+    "packet_orientation",
+    [
+        b"tiff:Orientation='6'/>",  # single quotes
+        b">\n <tiff:Orientation>\n  6\n </tiff:Orientation>\n</rdf:Description>",  # pretty-printed element
+        b'tiff:Orientation="6"/>',  # the form Pillow strips itself
+    ],
+    ids=["single-quoted", "pretty-element", "double-quoted"],
+)
+def test_tiff_orientation_is_applied_once_whatever_the_xmp_form_beside_the_tag(packet_orientation: bytes) -> None:
+    """Pillow turns a TIFF upright on load and strips only the XMP forms it reads; any other form left in the
+    packet used to be applied a second time."""
+    packet = (
+        b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        b'<rdf:Description rdf:about="" xmlns:tiff="http://ns.adobe.com/tiff/1.0/" '
+        + packet_orientation
+        + b"</rdf:RDF></x:xmpmeta>"
+    )
+    upright = Image.new("RGB", (40, 20), "white")
+    upright.paste((255, 0, 0), (0, 0, 10, 10))  # red mark top-left of the upright picture
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # what a camera stores for orientation 6
+    data = encoded(stored, "TIFF", tiffinfo={ExifTags.Base.Orientation: 6, 700: packet})
+    out = decoded(only(data, PNG_FULL)).convert("RGB")
+    assert out.size == (40, 20)
+    assert out.getpixel((2, 2)) == (255, 0, 0) and out.getpixel((37, 17)) == (255, 255, 255)
+
+
 def test_first_frame_of_an_animation() -> None:
     frames = [Image.new("RGB", (32, 32), colour) for colour in ("red", "blue", "green")]
     data = encoded(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=50)
