@@ -246,6 +246,8 @@ def _open(data: bytes, pixel_limit: int) -> Image.Image:
             "too_many_pixels",
             f"the AV1 frame is {width}x{height} = {width * height} pixels, exceeds the limit {pixel_limit}",
         )
+    if sniff.accepted_container(data) is None:  # Pillow's plugins guess from two bytes: text may start "BM"
+        raise _classify_unidentified(data)
     heif = sniff.is_heif_container(data)
     if heif:
         _ensure_heif_plugin()

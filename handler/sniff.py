@@ -7,8 +7,9 @@ an accepted format (`corrupt`) from a real image in a format we refuse
 (c) read the frame size of containers whose decoders would fail or allocate
 on a huge one before Pillow could report it (`declared_size`), (d) find
 uploads cut short after the frame we render (`truncation`): decoders read only
-the first frame and are content when it is intact, (e) refuse more parts than
-any encoder writes (`excess_structure`): their cost no pixel limit bounds, and
+the first frame and are content when it is intact, (e) refuse more parts, or
+larger tiles, than any encoder writes (`excess_structure`): their cost no pixel
+limit bounds, and
 (f) read colour a container describes by H.273 code points (`colour_code_points`).
 """
 
@@ -89,11 +90,12 @@ def is_heif_container(data: bytes) -> bool:
     return bool(brands & _HEVC_BRANDS) or bool(brands & _GENERIC_HEIF_BRANDS and not brands & _AVIF_BRANDS)
 
 
-def accepted_container(data: bytes) -> str | None:
+def _signature(data: bytes) -> str | None:
     """Name of the accepted format whose signature the bytes carry, even if the rest is damaged.
 
-    A PNG whose first signature byte lost its high bit (a classic 7-bit transfer
-    corruption) still counts as PNG: it is a damaged PNG, not some other file.
+    The allowed decoders open any file with it, so the structure checks walk these. A PNG whose first
+    signature byte lost its high bit (a classic 7-bit transfer corruption) still counts as PNG: it is
+    a damaged PNG, not some other file.
     """
     head = data[:32]
     if head.startswith(b"\xff\xd8\xff"):
@@ -106,7 +108,7 @@ def accepted_container(data: bytes) -> str | None:
         return "WEBP"
     if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
         return "TIFF"
-    if head[:2] == b"BM" and len(data) >= 26:
+    if head[:2] == b"BM" and len(data) >= 18:
         return "BMP"
     brands = _iso_bmff_brands(data)
     if brands & _AVIF_BRANDS:
@@ -114,6 +116,54 @@ def accepted_container(data: bytes) -> str | None:
     if brands & (_HEVC_BRANDS | _GENERIC_HEIF_BRANDS):
         return "HEIF"
     return None
+
+
+# DIB header sizes: OS/2 1.x core, OS/2 2.x short, BITMAPINFOHEADER, V2, V3, OS/2 2.x, V4, V5.
+_BMP_HEADER_SIZES = frozenset({12, 16, 40, 52, 56, 64, 108, 124})
+# Extensions a GIF89a defines: plain text, graphic control, comment, application.
+_GIF_EXTENSION_LABELS = frozenset({0x01, 0xF9, 0xFE, 0xFF})
+
+
+def _bmp_header_plausible(data: bytes) -> bool:
+    """A defined DIB header size (its three high bytes are zero), or the file header's reserved fields zero.
+
+    "BM" also starts text ("BMI,height_cm"), which has no zero bytes; a BMP damaged in one of the two still
+    counts, so its decoder names the damage.
+    """
+    return int.from_bytes(data[14:18], "little") in _BMP_HEADER_SIZES or data[6:10] == bytes(4)
+
+
+def _gif_screen_plausible(data: bytes) -> bool:
+    """Where the logical screen descriptor and its colour table end, a known extension or an image must start.
+
+    "GIF89a" also starts text ("GIF89a is the 1989 revision"): an ASCII flags byte never declares a colour
+    table, and text rarely has an extension label or an LZW code size (at most 12 bits) where the screen
+    descriptor puts them. A file cut before they can be read counts as a GIF.
+    """
+    end = len(data)
+    block = 13 + _gif_colour_table(data[10]) if end > 10 else end
+    if block + 1 >= end:
+        return True
+    if data[block] == 0x21:
+        return data[block + 1] in _GIF_EXTENSION_LABELS
+    if data[block] != 0x2C:
+        return False
+    code_size = block + 10 + (_gif_colour_table(data[block + 9]) if block + 9 < end else 0)
+    return code_size >= end or data[code_size] <= 12
+
+
+def accepted_container(data: bytes) -> str | None:
+    """Name of the accepted format the bytes are, even if damaged; None for text that starts like a BMP or GIF.
+
+    Their signatures are two and six printable bytes, so the header behind them must be plausible too.
+    The structure checks walk every file with the signature (`_signature`): the decoders open those.
+    """
+    container = _signature(data)
+    if container == "BMP" and not _bmp_header_plausible(data):
+        return None
+    if container == "GIF" and not _gif_screen_plausible(data):
+        return None
+    return container
 
 
 def other_image_format(data: bytes) -> str | None:
@@ -222,7 +272,7 @@ def declared_size(data: bytes) -> tuple[int, int] | None:
     (or allocate for) a frame beyond their own limits before Pillow could report
     its size: the pixel limit must be applied to the header first.
     """
-    container = accepted_container(data)
+    container = _signature(data)
     if container == "WEBP":
         return _webp_size(data)
     if container in ("AVIF", "HEIF"):
@@ -337,7 +387,7 @@ def colour_code_points(data: bytes) -> CodePoints | None:
     AVIF and HEIF decoders apply the `nclx` matrix (YUV -> RGB) but hand back RGB in the described
     primaries and transfer, with no ICC profile to say so; PNG's `cICP` overrides its `iCCP`.
     """
-    container = accepted_container(data)
+    container = _signature(data)
     if container in ("AVIF", "HEIF"):
         return _iso_bmff_colour(data)
     if container == "PNG":
@@ -361,6 +411,34 @@ _TIFF_ARRAY_TYPES = {3: "H", 4: "I", 16: "Q"}  # SHORT, LONG, LONG8 (BigTIFF)
 # Bytes per value, indexed by TIFF 6.0 / BigTIFF field type (1 BYTE .. 13 IFD, 16 LONG8 .. 18 IFD8); 0: a type
 # readers skip.
 _TIFF_TYPE_SIZES = (0, 1, 1, 2, 4, 8, 1, 1, 2, 4, 8, 4, 8, 4, 0, 0, 8, 8, 8)
+# Struct codes of the integer field types libtiff reads a size from: BYTE, SHORT, LONG, SBYTE, SSHORT, SLONG, IFD,
+# LONG8, SLONG8, IFD8.
+_TIFF_INTEGER_TYPES = {1: "B", 3: "H", 4: "I", 6: "b", 8: "h", 9: "i", 13: "I", 16: "Q", 17: "q", 18: "Q"}
+
+
+@dataclass(frozen=True)
+class _TiffLayout:
+    """Field widths of a classic TIFF or a BigTIFF, in its byte order. The header is two offsets wide, and its
+    second half is the first IFD's offset."""
+
+    order: str
+    offset: struct.Struct
+    counter: struct.Struct
+    """An IFD's entry count."""
+    entry: struct.Struct
+    """Tag, type, count, then the value if it fits in an offset's width, else its offset."""
+
+
+def _tiff_layout(data: bytes) -> _TiffLayout:
+    """The layout the header's byte order ("II", "MM") and version (42 classic, 43 BigTIFF) declare."""
+    order = "<" if data[:2] == b"II" else ">"
+    big = data[2:4] in (b"+\0", b"\0+")
+    return _TiffLayout(
+        order,
+        offset=struct.Struct(order + ("Q" if big else "I")),
+        counter=struct.Struct(order + ("Q" if big else "H")),
+        entry=struct.Struct(order + ("HHQ8s" if big else "HHI4s")),
+    )
 
 
 class _WalkTooLongError(Exception):
@@ -370,22 +448,32 @@ class _WalkTooLongError(Exception):
         super().__init__(f"more than {limit or f'{_MAX_WALK_STEPS} parts'}, stopped at offset {offset}")
 
 
+def _png_chunks(data: bytes) -> Iterator[tuple[bytes, int, int]]:
+    """(type, offset, declared length) of each chunk whose 12-byte frame fits, from the signature to IEND."""
+    end, pos = len(data), 8
+    while pos + 12 <= end:
+        length, kind = _PNG_CHUNK.unpack_from(data, pos)
+        yield kind, pos, length
+        if kind == b"IEND":
+            return
+        pos += 12 + length
+
+
 def _png_missing(data: bytes) -> str | None:
     """Chunk headers from the signature to IEND; CRCs are left to the decoder, which checks the chunks it reads."""
     end, pos = len(data), 8
-    for _ in range(_MAX_WALK_STEPS):
-        if pos == end:
-            return f"no IEND chunk: the file ends at offset {end} with a whole chunk"
-        if pos + 12 > end:
-            return f"no IEND chunk: the file ends {end - pos} bytes into the chunk header at offset {pos}"
-        length, kind = _PNG_CHUNK.unpack_from(data, pos)
-        if pos + 12 + length > end:
+    for step, (kind, at, length) in enumerate(_png_chunks(data)):
+        if step == _MAX_WALK_STEPS:
+            raise _WalkTooLongError(at)
+        pos = at + 12 + length
+        if pos > end:
             name = kind.decode("latin-1")
-            return f"{name!r} chunk at offset {pos} needs {12 + length} bytes, the file ends {end - pos} bytes into it"
+            return f"{name!r} chunk at offset {at} needs {12 + length} bytes, the file ends {end - at} bytes into it"
         if kind == b"IEND":
             return None
-        pos += 12 + length
-    raise _WalkTooLongError(pos)
+    if pos == end:
+        return f"no IEND chunk: the file ends at offset {end} with a whole chunk"
+    return f"no IEND chunk: the file ends {end - pos} bytes into the chunk header at offset {pos}"
 
 
 def _gif_colour_table(flags: int) -> int:
@@ -482,6 +570,14 @@ HEADER_PART_LIMIT = 1000
 """JPEG segments, or PNG chunks and GIF extensions before the first frame's data, accepted; files have tens."""
 GIF_SUB_BLOCK_LIMIT = 1_000_000
 """GIF data sub-blocks accepted before the first image (a 1 MB ICC profile takes about 4000)."""
+PNG_CHUNK_LIMIT = 100_000
+"""Chunks accepted in a PNG, image data included. Encoders split the image data into IDAT chunks of 8 KiB (libpng)
+to 64 KiB, so a 50 MiB upload has at most about 6400: this leaves room for odd writers (an IDAT per row of a
+tall image). Pillow reads a hundred thousand in about 0.2 s; a million empty IDATs (19 MB) took it 2.8 s."""
+TIFF_TILE_PIXELS = 4096 * 4096
+"""Pixels a TIFF tile may have when its frame has fewer. Writers use 256x256 or 512x512 tiles, also on smaller
+frames; libtiff allocates and fills a whole tile however little of it the frame covers: one LZW tile of 25984x25984
+pixels in a 331-byte file of 64x48 took 1.9 GB, a tile of this size about 50 MB."""
 ISO_BMFF_PART_LIMIT = 10_000
 """Items, properties, property associations or item references accepted in a HEIF or AVIF `meta` box."""
 
@@ -507,32 +603,40 @@ def _jpeg_excess(data: bytes) -> str | None:
 
 def _png_header_chunks(data: bytes) -> Iterator[tuple[bytes, int, int]]:
     """(type, payload offset, declared length) of the chunks before the image data, `HEADER_PART_LIMIT` + 1 at most."""
-    end, pos = len(data), 8
-    for _ in range(HEADER_PART_LIMIT + 1):
-        if pos + 8 > end or data[pos + 4 : pos + 8] in (b"IDAT", b"IEND"):
-            return
-        length = int.from_bytes(data[pos : pos + 4], "big")
-        yield data[pos + 4 : pos + 8], pos + 8, length
-        pos += 12 + length
+    header = itertools.takewhile(lambda chunk: chunk[0] not in (b"IDAT", b"IEND"), _png_chunks(data))
+    for kind, at, length in itertools.islice(header, HEADER_PART_LIMIT + 1):
+        yield kind, at + 8, length
 
 
 def _png_excess(data: bytes) -> str | None:
-    """More chunks than `HEADER_PART_LIMIT` before the first IDAT (Pillow parses each in Python)."""
+    """More chunks than `HEADER_PART_LIMIT` before the first IDAT, or than `PNG_CHUNK_LIMIT` in all.
+
+    Pillow parses each chunk in Python, also the IDATs and those after them: a million tEXt chunks after the
+    image data (21 MB) took it 3 s and 221 MB.
+    """
     if sum(1 for _ in _png_header_chunks(data)) > HEADER_PART_LIMIT:
         return f"PNG has more than {HEADER_PART_LIMIT} chunks before its image data"
+    if sum(1 for _ in itertools.islice(_png_chunks(data), PNG_CHUNK_LIMIT + 1)) > PNG_CHUNK_LIMIT:
+        return f"PNG has more than {PNG_CHUNK_LIMIT} chunks (encoders split 50 MiB of image data into about 6400)"
     return None
+
+
+# The bytes that start a GIF block (extension, image, trailer): Pillow skips any other between blocks.
+_GIF_BLOCK = re.compile(rb"[!,;]")
 
 
 def _gif_excess(data: bytes) -> str | None:
     """More extension blocks than `HEADER_PART_LIMIT`, or sub-blocks than `GIF_SUB_BLOCK_LIMIT`, before the first image.
 
-    Pillow keeps what it reads of every extension: 10 million one-byte comments (50 MB) took it 1.7 GB.
+    Pillow keeps what it reads of every extension: 10 million one-byte comments (50 MB) took it 1.7 GB. It
+    passes over bytes that start no block, so the walk does too, or one such byte would hide the extensions.
     """
     end = len(data)
     if end < 13:
         return None
     pos, extensions, sub_blocks = 13 + _gif_colour_table(data[10]), 0, 0
-    while pos < end and data[pos] == 0x21:
+    while (block := _GIF_BLOCK.search(data, pos)) is not None and data[block.start()] == 0x21:
+        pos = block.start()
         extensions += 1
         if extensions > HEADER_PART_LIMIT:
             return f"GIF has more than {HEADER_PART_LIMIT} extension blocks before its first image"
@@ -544,6 +648,45 @@ def _gif_excess(data: bytes) -> str | None:
                 return f"GIF has more than {GIF_SUB_BLOCK_LIMIT} data sub-blocks before its first image"
         pos += 1
     return None
+
+
+def _tiff_excess(data: bytes) -> str | None:
+    """A tile of the first page (the frame decoded) with more pixels than `TIFF_TILE_PIXELS` and than one tile
+    covering the whole frame.
+
+    Sizes count in any integer type, also stored out of line, and from every entry of their tag: libtiff takes
+    the first, Pillow the last, so the largest tile and the smallest frame are compared. A cut IFD is left to
+    Pillow, which refuses it.
+    """
+    end, layout = len(data), _tiff_layout(data)
+    if end < 2 * layout.offset.size:
+        return None
+    ifd = layout.offset.unpack_from(data, layout.offset.size)[0]
+    if ifd + layout.counter.size > end:
+        return None
+    table = ifd + layout.counter.size
+    entries = layout.counter.unpack_from(data, ifd)[0]
+    if table + entries * layout.entry.size > end:
+        return None
+    sizes: dict[int, list[int]] = {256: [], 257: [], 322: [], 323: []}
+    fields = layout.entry.iter_unpack(data[table : table + entries * layout.entry.size])
+    for tag, kind, count, value in [field for field in fields if field[0] in sizes]:
+        code = _TIFF_INTEGER_TYPES.get(kind)
+        if code is None or count != 1:
+            continue
+        width, at = struct.calcsize(code), layout.offset.unpack(value)[0]
+        raw = value if width <= len(value) else data[at : at + width]
+        if len(raw) >= width:
+            sizes[tag].append(max(0, struct.unpack_from(layout.order + code, raw)[0]))
+    tile = max(sizes[322], default=0), max(sizes[323], default=0)
+    frame = min(sizes[256], default=0), min(sizes[257], default=0)
+    covering = [-(-side // 16) * 16 for side in frame]  # tile sides are multiples of 16
+    if tile[0] * tile[1] <= max(covering[0] * covering[1], TIFF_TILE_PIXELS):
+        return None
+    return (
+        f"TIFF has tiles of {tile[0]}x{tile[1]} pixels, more than its {frame[0]}x{frame[1]} frame and "
+        f"{TIFF_TILE_PIXELS} (writers use 256x256 or 512x512; libtiff allocates whole tiles)"
+    )
 
 
 def _iso_bmff_excess(data: bytes) -> str | None:
@@ -577,28 +720,30 @@ def _iso_bmff_excess(data: bytes) -> str | None:
 
 
 def _too_many_parts(data: bytes, what: str) -> str:
-    return f"{accepted_container(data)} has more than {ISO_BMFF_PART_LIMIT} {what} (phone photos have about 100 items)"
+    return f"{_signature(data)} has more than {ISO_BMFF_PART_LIMIT} {what} (phone photos have about 100 items)"
 
 
 _EXCESS_WALKS = {
     "JPEG": _jpeg_excess,
     "PNG": _png_excess,
     "GIF": _gif_excess,
+    "TIFF": _tiff_excess,
     "AVIF": _iso_bmff_excess,
     "HEIF": _iso_bmff_excess,
 }
 
 
 def excess_structure(data: bytes) -> str | None:
-    """Why the upload holds more parts than any encoder writes, or None.
+    """Why the upload holds more parts, or larger tiles, than any encoder writes, or None.
 
-    Decoding cost is bounded by the pixel limit, except where it grows with the count of parts instead:
+    Decoding cost is bounded by the pixel limit, except where it grows with the count of parts or a tile's size:
     every scan of a progressive JPEG is decoded over the whole frame, and EOB runs let a scan cover it in
     a few bytes (libjpeg-turbo's LJT-01-003: 1000 scans of a 12 MP frame in 86 KB took 0.4 s to decode),
-    and header parts (JPEG segments, PNG chunks, GIF extensions) are parsed and kept one by one in Python.
+    header parts (JPEG segments, PNG chunks, GIF extensions) are parsed and kept one by one in Python,
+    and libtiff allocates a TIFF's tiles whole, however little of them the frame covers.
     Checked on the bytes before any decoder runs; a 12 MP photo takes about 1.5 ms.
     """
-    walk = _EXCESS_WALKS.get(accepted_container(data) or "")
+    walk = _EXCESS_WALKS.get(_signature(data) or "")
     return None if walk is None else walk(data)
 
 
@@ -647,16 +792,11 @@ def _tiff_missing(data: bytes) -> str | None:
     tile offsets and byte counts are read into arrays and added in C, one step per strip or tile. Sub-IFDs
     (EXIF, GPS) are not walked.
     """
-    end = len(data)
-    order = "<" if data[:2] == b"II" else ">"
-    big = data[2:4] in (b"+\0", b"\0+")
-    offset = struct.Struct(order + ("Q" if big else "I"))
-    counter = struct.Struct(order + ("Q" if big else "H"))
-    entry = order + ("HHQ8s" if big else "HHI4s")
-    entry_size = struct.calcsize(entry)
-    if end < 8 + 8 * big:
-        return f"the header needs {8 + 8 * big} bytes, the file has {end}"
-    ifd, seen, steps = offset.unpack_from(data, 4 + 4 * big)[0], set(), 0
+    end, layout = len(data), _tiff_layout(data)
+    order, offset, counter, entry = layout.order, layout.offset, layout.counter, layout.entry
+    if end < 2 * offset.size:
+        return f"the header needs {2 * offset.size} bytes, the file has {end}"
+    ifd, seen, steps = offset.unpack_from(data, offset.size)[0], set(), 0
     while ifd and ifd not in seen:
         seen.add(ifd)
         page = len(seen)
@@ -668,12 +808,12 @@ def _tiff_missing(data: bytes) -> str | None:
         steps += entries + 1
         if steps > _MAX_WALK_STEPS:
             raise _WalkTooLongError(ifd)
-        ifd_end = ifd + counter.size + entries * entry_size + offset.size
+        ifd_end = ifd + counter.size + entries * entry.size + offset.size
         if ifd_end > end:
             needed, left = ifd_end - ifd, end - ifd
             return f"page {page}'s IFD at offset {ifd} has {entries} entries in {needed} bytes, {left} are left"
         arrays: dict[int, array.array[int]] = {}
-        for tag, kind, count, value in struct.iter_unpack(entry, data[ifd + counter.size : ifd_end - offset.size]):
+        for tag, kind, count, value in entry.iter_unpack(data[ifd + counter.size : ifd_end - offset.size]):
             size = count * _TIFF_TYPE_SIZES[kind] if kind < len(_TIFF_TYPE_SIZES) else 0
             at = offset.unpack(value)[0] if size > offset.size else None
             if at is not None and at + size > end:
@@ -765,7 +905,7 @@ def truncation(data: bytes) -> str | None:
     Headers only, one step per chunk, block, box or IFD entry, never per pixel; a file with more parts than
     `_MAX_WALK_STEPS` is logged and left unchecked.
     """
-    container = accepted_container(data)
+    container = _signature(data)
     if container not in _WALKS:
         return None
     name, walk = _WALKS[container]

@@ -1294,6 +1294,10 @@ NOT_ACCEPTED: dict[str, tuple[Callable[[], bytes], str]] = {
     "html": (lambda: b"<!doctype html><html><body><img src=x onerror=alert(1)></body></html>", "not_an_image"),
     "html-then-png": (lambda: b"<html><body>" + encoded(rgb_picture(), "PNG"), "not_an_image"),
     "json": (lambda: b'{"image": "not really"}', "not_an_image"),
+    # Text that happens to start with a two- or six-byte image signature.
+    "csv-starting-bm": (lambda: b"BMI,height,weight\n22.1,180,72\n" * 4, "not_an_image"),
+    "note-starting-bm": (lambda: b"BMW service due in March, call the garage first.\n" * 3, "not_an_image"),
+    "note-starting-gif89a": (lambda: b"GIF89a images, a history: from 1989 to today.\n" * 3, "not_an_image"),
     "svg": (lambda: b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>', "unsupported_format"),
     "svg-xml-declaration": (
         lambda: b"<?xml version='1.0'?>\n<svg xmlns='http://www.w3.org/2000/svg'/>",

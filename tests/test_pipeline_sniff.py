@@ -5,16 +5,20 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import itertools
 import logging
+import random
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile
 
 from handler import sniff
+from handler.pipeline import Rejected, render
+from handler.variants import PRESETS
 from tests.conftest import HOSTILE_DIR, PHOTOS_DIR
 from tests.test_pipeline_generated import bmp_file, tiff_file
 
@@ -346,11 +350,12 @@ def png_with_chunks(count: int) -> bytes:
     return data[:33] + chunk * count + data[33:]  # after the 8-byte signature and the 25-byte IHDR
 
 
-def gif_with_extensions(count: int, sub_blocks: int = 1) -> bytes:
-    """A GIF with `count` comment extensions of `sub_blocks` one-byte sub-blocks each before its image."""
+def gif_with_extensions(count: int, sub_blocks: int = 1, before: bytes = b"") -> bytes:
+    """A GIF with `before`, then `count` comment extensions of `sub_blocks` one-byte sub-blocks each, before its
+    image."""
     data = saved("GIF")
     image = data.index(b"\x2c", 13)  # the image descriptor, after header, screen descriptor and palette
-    return data[:image] + (b"\x21\xfe" + b"\x01x" * sub_blocks + b"\x00") * count + data[image:]
+    return data[:image] + before + (b"\x21\xfe" + b"\x01x" * sub_blocks + b"\x00") * count + data[image:]
 
 
 def jpeg_with_segments(count: int) -> bytes:
@@ -385,6 +390,68 @@ def avif_with_meta_parts(part: str, count: int) -> bytes:
     return moved + bytes(meta)
 
 
+def png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def png_with_chunks_after_image_data(count: int, kind: bytes) -> bytes:
+    """A PNG with `count` more chunks before IEND: empty IDATs (legal), or tEXt chunks after the image data."""
+    data = saved("PNG")
+    chunk = png_chunk(kind, b"" if kind == b"IDAT" else b"key\0value")
+    return data[:-12] + chunk * count + data[-12:]
+
+
+TIFF_CODES = {3: "H", 4: "I", 8: "h", 16: "Q"}  # SHORT, LONG, SSHORT, LONG8
+
+
+def tiled_tiff(
+    frame: tuple[int, int],
+    tile: tuple[int, int],
+    *,
+    big: bool = False,
+    size_type: int = 4,
+    tiles: list[bytes] | None = None,
+    later_fields: Sequence[tuple[int, int, list[int]]] = (),
+) -> bytes:
+    """A one-page RGB TIFF (or BigTIFF) of Deflate tiles, which Pillow does not write; the tiles come first.
+
+    Without `tiles`, every tile is filled with one colour; `later_fields` are appended after the sorted ones.
+    """
+    across, down = -(-frame[0] // tile[0]), -(-frame[1] // tile[1])
+    if tiles is None:
+        tiles = [zlib.compress(bytes((200, 60, 40)) * (tile[0] * tile[1]))] * (across * down)
+    head, inline, offset, counter = (16, 8, "Q", "Q") if big else (8, 4, "I", "H")
+    starts = list(itertools.accumulate((len(t) for t in tiles[:-1]), initial=head))
+    fields = [
+        (256, size_type, [frame[0]]),
+        (257, size_type, [frame[1]]),
+        (258, 3, [8, 8, 8]),
+        (259, 3, [8]),  # Adobe Deflate
+        (262, 3, [2]),
+        (277, 3, [3]),
+        (284, 3, [1]),
+        (322, size_type, [tile[0]]),
+        (323, size_type, [tile[1]]),
+        (324, 16 if big else 4, starts),
+        (325, 4, [len(t) for t in tiles]),
+        *later_fields,
+    ]
+    ifd = head + sum(map(len, tiles))
+    out_of_line = ifd + struct.calcsize(counter) + len(fields) * (4 + 2 * inline) + inline
+    entries, values = b"", b""
+    for tag, kind, numbers in fields:
+        raw = struct.pack(f"<{len(numbers)}{TIFF_CODES[kind]}", *numbers)
+        if len(raw) > inline:
+            raw, values = struct.pack("<" + offset, out_of_line + len(values)), values + raw
+        entries += struct.pack("<HH" + offset, tag, kind, len(numbers)) + raw.ljust(inline, b"\0")
+    header = b"II+\0" + struct.pack("<HHQ", 8, 0, ifd) if big else b"II*\0" + struct.pack("<I", ifd)
+    return header + b"".join(tiles) + struct.pack("<" + counter, len(fields)) + entries + bytes(inline) + values
+
+
+STUB_TILE = [zlib.compress(b"")]
+"""Tile data for tiles too large to build: only the walk reads these files."""
+
+
 WITHIN_LIMITS: dict[str, bytes] = {
     "baseline": saved("JPEG"),
     "progressive": saved("JPEG", progressive=True),
@@ -395,6 +462,10 @@ WITHIN_LIMITS: dict[str, bytes] = {
     "extensions": gif_with_extensions(sniff.HEADER_PART_LIMIT),
     "sub-blocks": gif_with_extensions(1, sub_blocks=sniff.GIF_SUB_BLOCK_LIMIT),
     **{f"avif-{part}": avif_with_meta_parts(part, sniff.ISO_BMFF_PART_LIMIT - 10) for part in ("ipco", "iinf", "iref")},
+    "png-idat-chunks": png_with_chunks_after_image_data(sniff.PNG_CHUNK_LIMIT - 3, b"IDAT"),  # and IHDR, IDAT, IEND
+    "png-chunks-after-image-data": png_with_chunks_after_image_data(sniff.PNG_CHUNK_LIMIT - 3, b"tEXt"),
+    "tiff-tile-at-the-floor": tiled_tiff((64, 48), (4096, 4096), tiles=STUB_TILE),
+    "tiff-one-tile-over-a-large-frame": tiled_tiff((5000, 4000), (5008, 4000), tiles=STUB_TILE),
 }
 
 
@@ -415,6 +486,10 @@ PAST_LIMITS: dict[str, tuple[bytes, str]] = {
         gif_with_extensions(sniff.HEADER_PART_LIMIT + 1),
         f"GIF has more than {sniff.HEADER_PART_LIMIT} extension",
     ),
+    "extensions-after-a-byte-pillow-skips": (
+        gif_with_extensions(sniff.HEADER_PART_LIMIT + 1, before=b"\x00"),
+        f"GIF has more than {sniff.HEADER_PART_LIMIT} extension",
+    ),
     "sub-blocks": (
         gif_with_extensions(1, sub_blocks=sniff.GIF_SUB_BLOCK_LIMIT + 1),
         f"GIF has more than {sniff.GIF_SUB_BLOCK_LIMIT} data sub-blocks",
@@ -432,6 +507,42 @@ PAST_LIMITS: dict[str, tuple[bytes, str]] = {
             ("iloc", "item locations"),
         )
     },
+    "png-idat-chunks": (
+        png_with_chunks_after_image_data(sniff.PNG_CHUNK_LIMIT - 2, b"IDAT"),
+        f"PNG has more than {sniff.PNG_CHUNK_LIMIT} chunks",
+    ),
+    "png-chunks-after-image-data": (
+        png_with_chunks_after_image_data(sniff.PNG_CHUNK_LIMIT - 2, b"tEXt"),
+        f"PNG has more than {sniff.PNG_CHUNK_LIMIT} chunks",
+    ),
+    "tiff-tile": (
+        tiled_tiff((64, 48), (25984, 25984), tiles=STUB_TILE),
+        "TIFF has tiles of 25984x25984 pixels, more than its 64x48 frame",
+    ),
+    "tiff-tile-past-the-floor": (
+        tiled_tiff((64, 48), (4096, 4112), tiles=STUB_TILE),
+        f"TIFF has tiles of 4096x4112 pixels, more than its 64x48 frame and {sniff.TIFF_TILE_PIXELS}",
+    ),
+    "tiff-tile-past-a-large-frame": (
+        tiled_tiff((5000, 4000), (5008, 4016), tiles=STUB_TILE),
+        "TIFF has tiles of 5008x4016 pixels, more than its 5000x4000 frame",
+    ),
+    "bigtiff-tile": (
+        tiled_tiff((64, 48), (16384, 16384), big=True, tiles=STUB_TILE),
+        "TIFF has tiles of 16384x16384 pixels",
+    ),
+    "tiff-tile-signed-short": (
+        tiled_tiff((64, 48), (16384, 16384), size_type=8, tiles=STUB_TILE),
+        "TIFF has tiles of 16384x16384 pixels",
+    ),
+    "tiff-tile-long8-out-of-line": (
+        tiled_tiff((64, 48), (16384, 16384), size_type=16, tiles=STUB_TILE),
+        "TIFF has tiles of 16384x16384 pixels",
+    ),
+    "tiff-tile-libtiff-reads-the-first-entry": (  # Pillow reads the last one
+        tiled_tiff((64, 48), (16384, 16384), tiles=STUB_TILE, later_fields=[(322, 4, [256]), (323, 4, [256])]),
+        "TIFF has tiles of 16384x16384 pixels",
+    ),
 }
 
 
@@ -457,3 +568,111 @@ def test_damaged_structure_is_left_to_the_decoder(fmt: str, cut: int) -> None:
     data = saved(fmt, progressive=True) if fmt == "JPEG" else saved(fmt)
     assert sniff.excess_structure(data[:cut]) is None
     assert sniff.excess_structure(data[:12] + b"\x00" * 50) is None
+
+
+def test_image_data_split_finer_than_any_encoder_is_accepted() -> None:
+    """16-byte IDATs: 12,300 chunks, twice what a 50 MiB upload has in libpng's 8 KiB ones."""
+    image = Image.frombytes("RGB", (256, 256), random.Random(7).randbytes(256 * 256 * 3))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    data = buffer.getvalue()
+    chunks, pos = [], 8
+    while pos < len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        chunks.append((data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]))
+        pos += 12 + length
+    stream = b"".join(payload for kind, payload in chunks if kind == b"IDAT")
+    idats = b"".join(png_chunk(b"IDAT", stream[i : i + 16]) for i in range(0, len(stream), 16))
+    split = data[:33] + idats + png_chunk(b"IEND", b"")  # IHDR, then only the image data
+    assert split.count(b"IDAT") > 12_000
+    assert sniff.excess_structure(split) is None
+    assert sniff.truncation(split) is None
+    assert Image.open(io.BytesIO(split)).tobytes() == image.tobytes()
+
+
+TILED: dict[str, Callable[[], bytes]] = {
+    "256-tile-on-64x48": lambda: tiled_tiff((64, 48), (256, 256)),
+    "512-tile-on-64x48": lambda: tiled_tiff((64, 48), (512, 512)),
+    "256-tiles-on-600x400": lambda: tiled_tiff((600, 400), (256, 256)),
+    "bigtiff-256-tile": lambda: tiled_tiff((64, 48), (256, 256), big=True),
+    "short-sizes": lambda: tiled_tiff((64, 48), (256, 256), size_type=3),
+}
+
+
+@pytest.mark.parametrize("make", TILED.values(), ids=TILED.keys())
+def test_tiles_writers_use_are_accepted_and_decode(make: Callable[[], bytes]) -> None:
+    data = make()
+    assert sniff.excess_structure(data) is None
+    assert sniff.truncation(data) is None
+    image = Image.open(io.BytesIO(data))
+    assert image.tile[0].codec_name == "libtiff", "the decoder that allocates whole tiles"
+    assert image.convert("RGB").getpixel((image.width - 1, image.height - 1)) == (200, 60, 40)
+
+
+def test_tile_bomb_is_refused_before_a_decoder_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A few hundred bytes declaring one tile of 25984x25984 pixels: libtiff allocates and fills it (1.9 GB)."""
+    data = tiled_tiff((64, 48), (25984, 25984), tiles=STUB_TILE)
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("a decoder ran"))
+    with pytest.raises(Rejected) as excinfo:
+        render(data, PRESETS["default"], workers=1)
+    assert excinfo.value.reason == "too_complex", excinfo.value.detail
+
+
+# --- text that starts like a BMP or GIF -----------------------------------------------------------------------
+
+TEXT_WITH_A_SIGNATURE: dict[str, bytes] = {
+    "csv-bmi": b"BMI,height_cm,weight_kg\n22.1,180,72\n" * 3,
+    "invoice-bmw": b"BMW service invoice 2024-03-01\nTotal: 420 EUR\n",
+    "markdown-gif89a": b"GIF89a is the 1989 revision of the GIF format.\n" * 2,
+    "comma-where-an-image-starts": b"GIF89a images, of all kinds, are welcome here.\n",
+    "bang-where-an-extension-starts": b"GIF89a rocks!! Animated, even.\n",
+}
+
+
+@pytest.mark.parametrize("data", TEXT_WITH_A_SIGNATURE.values(), ids=TEXT_WITH_A_SIGNATURE.keys())
+def test_text_that_starts_like_a_bmp_or_gif_is_no_container(data: bytes) -> None:
+    assert sniff.accepted_container(data) is None
+
+
+def gif_without_colour_table(first_block: bytes) -> bytes:
+    """A GIF89a screen descriptor without a global colour table, then `first_block`."""
+    return b"GIF89a" + struct.pack("<HHBBB", 8, 8, 0, 0, 0) + first_block
+
+
+def bmp_with_header_size(size: int) -> bytes:
+    bmp = saved("BMP")
+    return bmp[:14] + struct.pack("<I", size) + bmp[18:]
+
+
+STILL_NAMED: dict[str, tuple[Callable[[], bytes], str]] = {
+    "bmp": (lambda: saved("BMP"), "BMP"),
+    "bmp-rle8": (rle8_bmp, "BMP"),
+    "bmp-7-bit": (lambda: bmp_file((8, 8), 7, bytes(64)), "BMP"),  # a layout Pillow refuses: named in its words
+    "bmp-os2-core-header": (lambda: bmp_with_header_size(12), "BMP"),
+    "bmp-damaged-header-size": (lambda: bmp_with_header_size(0x41414141), "BMP"),  # the reserved fields still zero
+    "bmp-cut-in-its-header": (lambda: saved("BMP")[:20], "BMP"),
+    "gif": (lambda: saved("GIF"), "GIF"),
+    "gif-animated": (lambda: saved("GIF", 3), "GIF"),  # an application extension first
+    "gif-comment-first": (lambda: saved("GIF", comment=b"hello"), "GIF"),
+    "gif-without-colour-table": (
+        lambda: gif_without_colour_table(b",\0\0\0\0\x08\0\x08\0\0\x02\x02\x44\x01\0;"),
+        "GIF",
+    ),
+    "gif-cut-in-its-colour-table": (lambda: saved("GIF")[:20], "GIF"),
+    "gif-signature-only": (lambda: b"GIF87a", "GIF"),
+}
+
+
+@pytest.mark.parametrize(("make", "name"), STILL_NAMED.values(), ids=STILL_NAMED.keys())
+def test_real_and_damaged_bmp_and_gif_are_still_named(make: Callable[[], bytes], name: str) -> None:
+    assert sniff.accepted_container(make()) == name
+
+
+def test_structure_checks_walk_every_file_the_decoder_opens() -> None:
+    """Pillow opens a GIF whose first extension is of no known kind: its later ones must still be counted."""
+    unknown_first = gif_with_extensions(sniff.HEADER_PART_LIMIT, before=b"\x21\x42\x01x\x00")
+    assert sniff.accepted_container(unknown_first) is None
+    Image.open(io.BytesIO(unknown_first)).load()
+    assert sniff.excess_structure(unknown_first) == (
+        f"GIF has more than {sniff.HEADER_PART_LIMIT} extension blocks before its first image"
+    )
