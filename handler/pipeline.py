@@ -461,7 +461,7 @@ def render(
         orientation = read_orientation(image)
         plans = [plan_variant(original_size, spec, orientation) for spec in specs]
         draft_size = _draft_size(original_size, plans)
-        if draft_size is not None:
+        if draft_size is not None and not sniff.jpeg_is_lossless(data):
             image.draft(None, draft_size)
         _decode(image)
     else:

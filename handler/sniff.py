@@ -551,6 +551,20 @@ def _jpeg_segments(data: bytes) -> Iterator[tuple[int, int, int]]:
             pos = found.start()
 
 
+# Start-of-frame markers of lossless JPEG (SOF3, 7, 11, 15): no DCT, so libjpeg cannot decode them scaled.
+_LOSSLESS_FRAMES = frozenset({0xC3, 0xC7, 0xCB, 0xCF})
+
+
+def jpeg_is_lossless(data: bytes) -> bool:
+    """Whether a JPEG's first frame is lossless (SOF3...): shrink-on-load (`draft`) breaks its decode."""
+    for marker, _, _ in _jpeg_segments(data):
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a frame, not DHT, JPG or DAC
+            return marker in _LOSSLESS_FRAMES
+        if marker == 0xDA:
+            return False
+    return False
+
+
 def _mp_index(data: bytes) -> tuple[int, bytes] | None:
     """(offset of its endianness marker, content) of the last APP2 'MPF' segment before the scan, as Pillow reads it."""
     found = None

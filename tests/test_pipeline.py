@@ -189,6 +189,52 @@ def test_tiff_orientation_is_applied_once_whatever_the_xmp_form_beside_the_tag(p
     assert out.getpixel((2, 2)) == (255, 0, 0) and out.getpixel((37, 17)) == (255, 255, 255)
 
 
+def lossless_jpeg(image: Image.Image) -> bytes:
+    """A lossless (SOF3) JPEG of an RGB image, predictor 1, as medical and scanning tools write; Pillow can't."""
+    width, height = image.size
+    pixels = image.tobytes()
+    bits: list[str] = []
+    for y in range(height):
+        for x in range(width):
+            for c in range(3):
+                at = (y * width + x) * 3 + c
+                predicted = 128 if x == y == 0 else pixels[at - 3] if x else pixels[at - width * 3]
+                diff = pixels[at] - predicted
+                size = abs(diff).bit_length()
+                bits.append(f"{size:05b}")  # 17 categories, every Huffman code 5 bits long
+                if size:
+                    bits.append(f"{diff if diff > 0 else diff + (1 << size) - 1:0{size}b}")
+    stream = "".join(bits)
+    stream += "1" * (-len(stream) % 8)
+    scan = int(stream, 2).to_bytes(len(stream) // 8, "big").replace(b"\xff", b"\xff\x00")
+
+    def segment(marker: int, payload: bytes) -> bytes:
+        return bytes([0xFF, marker]) + (len(payload) + 2).to_bytes(2, "big") + payload
+
+    frame = (
+        bytes([8]) + height.to_bytes(2, "big") + width.to_bytes(2, "big") + b"\x03\x01\x11\x00\x02\x11\x00\x03\x11\x00"
+    )
+    table = b"\x00" + bytes([0, 0, 0, 0, 17] + [0] * 11) + bytes(range(17))
+    start_of_scan = b"\x03\x01\x00\x02\x00\x03\x00\x01\x00\x00"
+    return b"\xff\xd8" + segment(0xC3, frame) + segment(0xC4, table) + segment(0xDA, start_of_scan) + scan + b"\xff\xd9"
+
+
+def test_lossless_jpeg_is_decoded_at_full_size_when_every_variant_is_small() -> None:
+    """libjpeg cannot decode a lossless JPEG scaled: shrink-on-load made it `corrupt` for small variants only."""
+    picture = Image.new("RGB", (240, 160), (220, 40, 40))
+    picture.paste((40, 60, 220), (120, 0, 240, 160))
+    data = lossless_jpeg(picture)
+    assert decoded_pixels_equal(Image.open(io.BytesIO(data)), picture)
+    thumb = decoded(only(data, VariantSpec("t", "png", width=40, height=40)))
+    assert thumb.size == (40, 27)
+    assert thumb.convert("RGB").getpixel((5, 13)) == (220, 40, 40)
+    assert thumb.convert("RGB").getpixel((35, 13)) == (40, 60, 220)
+
+
+def decoded_pixels_equal(image: Image.Image, expected: Image.Image) -> bool:
+    return ImageChops.difference(image.convert("RGB"), expected).getbbox() is None
+
+
 def test_first_frame_of_an_animation() -> None:
     frames = [Image.new("RGB", (32, 32), colour) for colour in ("red", "blue", "green")]
     data = encoded(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=50)
