@@ -221,17 +221,19 @@ def _classify_unidentified(data: bytes) -> Rejected:
     return Rejected("not_an_image", f"content is not a recognised image (starts with {data[:8]!r})")
 
 
+def _refuse_over_limit(size: tuple[int, int] | None, pixel_limit: int, source: str) -> None:
+    if size is not None and size[0] * size[1] > pixel_limit:
+        width, height = size
+        raise Rejected(
+            "too_many_pixels", f"{source} {width}x{height} = {width * height} pixels, exceeds the limit {pixel_limit}"
+        )
+
+
 def _open(data: bytes, pixel_limit: int) -> Image.Image:
     """Parse only the header, with the allowlisted decoders; enforce the pixel limit and a whole container."""
     if not data:
         raise Rejected("not_an_image", "empty upload (0 bytes)")
-    declared = sniff.declared_size(data)
-    if declared is not None and declared[0] * declared[1] > pixel_limit:
-        width, height = declared
-        raise Rejected(
-            "too_many_pixels",
-            f"header declares {width}x{height} = {width * height} pixels, exceeds the limit {pixel_limit}",
-        )
+    _refuse_over_limit(sniff.declared_size(data), pixel_limit, "header declares")
     excess = sniff.excess_structure(data)
     if excess is not None:
         raise Rejected("too_complex", excess)
@@ -239,13 +241,7 @@ def _open(data: bytes, pixel_limit: int) -> Image.Image:
     conflict = av1.frame_size_conflict(data)
     if conflict is not None:
         raise Rejected("corrupt", conflict)
-    coded = av1.coded_size(data)
-    if coded is not None and coded[0] * coded[1] > pixel_limit:
-        width, height = coded
-        raise Rejected(
-            "too_many_pixels",
-            f"the AV1 frame is {width}x{height} = {width * height} pixels, exceeds the limit {pixel_limit}",
-        )
+    _refuse_over_limit(av1.coded_size(data), pixel_limit, "the AV1 frame is")
     if sniff.accepted_container(data) is None:  # Pillow's plugins guess from two bytes: text may start "BM"
         raise _classify_unidentified(data)
     heif = sniff.is_heif_container(data)

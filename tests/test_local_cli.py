@@ -33,11 +33,13 @@ def _command(photos: Path, out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "local", "run", "--photos", str(photos), "--out", str(out), *extra]
 
 
+def _run(command: list[str], timeout: int = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, cwd=PROJECT_DIR, capture_output=True, text=True, timeout=timeout, check=False)
+
+
 def test_run_prints_progress_and_a_table_and_downloads_the_variants(photos: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    done = subprocess.run(
-        _command(photos, out), cwd=PROJECT_DIR, capture_output=True, text=True, timeout=180, check=False
-    )
+    done = _run(_command(photos, out))
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     for name in SMALL_INPUTS:
@@ -56,9 +58,7 @@ def test_run_prints_progress_and_a_table_and_downloads_the_variants(photos: Path
 def test_config_overrides_reach_the_program_and_uploads_follow_the_trigger_filter(photos: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     overrides = ("-c", "uploadPrefix=incoming/", "-c", "uploadSuffix=.jpg", "-c", "variants=responsive")
-    done = subprocess.run(
-        _command(photos, out, *overrides), cwd=PROJECT_DIR, capture_output=True, text=True, timeout=180, check=False
-    )
+    done = _run(_command(photos, out, *overrides))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "pillow_hopper.bmp (49,290 bytes): not uploaded: the function only runs for keys ending in '.jpg'" in (
         done.stdout
@@ -70,14 +70,7 @@ def test_config_overrides_reach_the_program_and_uploads_follow_the_trigger_filte
 
 def test_region_override_moves_the_emulator_with_the_program(photos: Path, tmp_path: Path) -> None:
     """The program's provider gets `-c aws:region`, so the emulator must serve that region too."""
-    done = subprocess.run(
-        _command(photos, tmp_path / "out", "-c", "aws:region=eu-west-1"),
-        cwd=PROJECT_DIR,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    done = _run(_command(photos, tmp_path / "out", "-c", "aws:region=eu-west-1"))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "3 of 3 uploads handled (1 quarantined), 0 failed" in done.stdout
 
@@ -85,14 +78,7 @@ def test_region_override_moves_the_emulator_with_the_program(photos: Path, tmp_p
 def test_too_large_upload_is_quarantined_by_a_copy_under_the_function_role(photos: Path, tmp_path: Path) -> None:
     """The server-side copy (HeadObject by version, then CopyObject) must pass the role's exact policy."""
     out = tmp_path / "out"
-    done = subprocess.run(
-        _command(photos, out, "-c", "maxUploadBytes=60000"),
-        cwd=PROJECT_DIR,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    done = _run(_command(photos, out, "-c", "maxUploadBytes=60000"))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "sharp_Landscape_1.jpg  -> quarantined: too_large (139435 bytes exceeds MAX_UPLOAD_BYTES 60000)" in (
         done.stdout
@@ -105,23 +91,14 @@ def test_run_refuses_to_empty_a_folder_it_did_not_make(photos: Path, tmp_path: P
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "thesis.tex").write_text("years of work")
-    done = subprocess.run(
-        _command(photos, precious), cwd=PROJECT_DIR, capture_output=True, text=True, timeout=60, check=False
-    )
+    done = _run(_command(photos, precious), timeout=60)
     assert done.returncode != 0
     assert "was not made by this command" in done.stderr
     assert (precious / "thesis.tex").read_text() == "years of work"
 
 
 def test_exit_status_is_non_zero_when_an_upload_is_not_processed(photos: Path, tmp_path: Path) -> None:
-    done = subprocess.run(
-        _command(photos, tmp_path / "out", "--timeout", "0"),
-        cwd=PROJECT_DIR,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    done = _run(_command(photos, tmp_path / "out", "--timeout", "0"))
     assert done.returncode == 1, done.stdout + done.stderr
     assert "not processed in time" in done.stdout
 
