@@ -434,13 +434,7 @@ def coded_size(data: bytes) -> tuple[int, int] | None:
     AVIF or HEIF, hold no AV1 sequence header, or need more than `MAX_STEPS` steps to read (see
     `frame_size_conflict`).
     """
-    try:
-        frames = [image.coded for image in _images(data) if image.coded is not None]
-    except _ExhaustedError:
-        return None
-    if not frames:
-        return None
-    return max(width for width, _ in frames), max(height for _, height in frames)
+    return check_frames(data)[1]
 
 
 def frame_size_conflict(data: bytes) -> str | None:
@@ -450,13 +444,20 @@ def frame_size_conflict(data: bytes) -> str | None:
     The decoder would decode the larger frame, which a pixel limit on the declared size never saw, and scale it
     down. A file too complex to check (more than `MAX_STEPS` steps) is named too: unchecked, it could hide one.
     """
+    return check_frames(data)[0]
+
+
+def check_frames(data: bytes) -> tuple[str | None, tuple[int, int] | None]:
+    """`frame_size_conflict` and `coded_size` from one read of the file, as the pipeline needs both."""
     try:
         images = _images(data)
     except _ExhaustedError:
         return (
             f"{accepted_container(data)} needs more than {MAX_STEPS} steps (boxes, item references and "
             "locations, AV1 OBUs) to read its frame sizes: they cannot be checked against its declared size"
-        )
+        ), None
+    frames = [image.coded for image in images if image.coded is not None]
+    coded = (max(width for width, _ in frames), max(height for _, height in frames)) if frames else None
     for image in images:
         for width, height in image.declared:
             if image.coded is not None and (image.coded[0] > width or image.coded[1] > height):
@@ -464,5 +465,5 @@ def frame_size_conflict(data: bytes) -> str | None:
                 return (
                     f"{accepted_container(data)} {image.name}: {image.declared_by} says {width}x{height} "
                     f"but the AV1 frame is {coded_width}x{coded_height}"
-                )
-    return None
+                ), coded
+    return None, coded

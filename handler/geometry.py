@@ -33,6 +33,8 @@ TRANSPOSE_FOR_ORIENTATION: dict[int, Image.Transpose] = {
     8: Image.Transpose.ROTATE_90,
 }
 _SWAPS_AXES = frozenset({5, 6, 7, 8})
+# What Pillow's EXIF reader raises on damaged EXIF: such a photo is still good, taken as upright.
+EXIF_ERRORS = (SyntaxError, ValueError, OSError, TypeError, KeyError, IndexError)
 _XMP_ORIENTATION = re.compile(rb"tiff:Orientation(?:=[\"']|>)\s*(\d+)")
 
 
@@ -56,7 +58,7 @@ def read_orientation(image: Image.Image) -> int:
     """
     try:
         value = image.getexif().get(ExifTags.Base.Orientation)
-    except (SyntaxError, ValueError, OSError, TypeError, KeyError, IndexError) as exc:
+    except EXIF_ERRORS as exc:
         LOG.warning("unreadable EXIF, ignoring it: %s", exc)
         value = None
     if value is None:

@@ -37,7 +37,7 @@ from PIL import ExifTags, Image, UnidentifiedImageError
 from handler import av1, sniff
 from handler.colour import to_srgb, to_working_mode
 from handler.encode import encode_variant, prepare_for_format, save_prepared
-from handler.geometry import TRANSPOSE_FOR_ORIENTATION, Plan, output_size, plan_variant, read_orientation
+from handler.geometry import EXIF_ERRORS, TRANSPOSE_FOR_ORIENTATION, Plan, output_size, plan_variant, read_orientation
 from handler.variants import VariantSpec
 
 __all__ = [
@@ -238,10 +238,10 @@ def _open(data: bytes, pixel_limit: int) -> Image.Image:
     if excess is not None:
         raise Rejected("too_complex", excess)
     # libavif decodes the coded AV1 frame, whatever size `ispe` (which the limit above read) claims.
-    conflict = av1.frame_size_conflict(data)
+    conflict, coded = av1.check_frames(data)
     if conflict is not None:
         raise Rejected("corrupt", conflict)
-    _refuse_over_limit(av1.coded_size(data), pixel_limit, "the AV1 frame is")
+    _refuse_over_limit(coded, pixel_limit, "the AV1 frame is")
     if sniff.accepted_container(data) is None:  # Pillow's plugins guess from two bytes: text may start "BM"
         raise _classify_unidentified(data)
     heif = sniff.is_heif_container(data)
@@ -322,7 +322,7 @@ def _pillow_orientation(image: Image.Image) -> object:
     """The orientation Pillow itself finds (EXIF tag, else its own XMP pattern); None when unreadable."""
     try:
         return image.getexif().get(ExifTags.Base.Orientation)
-    except (SyntaxError, ValueError, OSError, TypeError, KeyError, IndexError):
+    except EXIF_ERRORS:
         return None
 
 
