@@ -84,6 +84,7 @@ def main() -> None:
         "pipeline",
         ImagePipelineArgs(
             name_prefix=prefix,
+            region=region,
             settings=settings,
             layer_zip=layer.path,
             layer_source_code_hash=layer.source_code_hash,
@@ -101,6 +102,8 @@ def main() -> None:
     pulumi.export("layer_arn", pipeline.layer_arn)
     pulumi.export("dead_letter_queue_url", pipeline.dead_letter_queue_url)
     pulumi.export("log_group_name", pipeline.log_group_name)
+    pulumi.export("dead_letter_alarm_name", pipeline.dead_letter_alarm_name)
+    pulumi.export("function_errors_alarm_name", pipeline.function_errors_alarm_name)
     pulumi.export(
         "upload_command",
         pulumi.Output.format(

@@ -40,6 +40,8 @@ MAX_FILTER_BYTES = 1024
 VARIANTS_JSON_MAX_BYTES = 4096 - 512
 # Matches key ARNs, including multi-region keys (mrk-...); aliases cannot be granted in IAM.
 _KMS_KEY_ARN_RE = re.compile(r"^arn:(aws[a-z-]*):kms:([a-z0-9-]+):(\d{12}):key/(mrk-)?[0-9a-f-]{32,36}$")
+# SNS topic names are 1-256 letters, digits, '-' and '_'; a FIFO topic's name ends in `.fifo`.
+_SNS_TOPIC_ARN_RE = re.compile(r"^arn:(aws[a-z-]*):sns:([a-z0-9-]+):(\d{12}):([A-Za-z0-9_-]{1,256})(\.fifo)?$")
 
 _T = TypeVar("_T")
 
@@ -89,6 +91,8 @@ class PipelineSettings:
     """`MAX_UPLOAD_BYTES`: larger uploads are quarantined without being downloaded."""
     kms_key_arn: str | None
     """Customer KMS key for SSE-KMS with a bucket key; None means SSE-S3 (AES256)."""
+    alarm_topic_arn: str | None
+    """SNS topic the alarms notify on ALARM and OK; None leaves them visible in CloudWatch only."""
     upload_prefix: str
     """Only keys starting with this trigger the function ("" = all)."""
     upload_suffix: str
@@ -189,6 +193,34 @@ def parse_kms_key_arn(text: str | None, region: str) -> str | None:
     return text
 
 
+def parse_alarm_topic_arn(text: str | None, region: str) -> str | None:
+    """A standard SNS topic in the stack's region, or None for alarms that notify nobody.
+
+    Refused here rather than by AWS: CloudWatch rejects an alarm action in another region only
+    during `up`, and it publishes without the message group ID a FIFO topic requires, so a FIFO
+    topic would never deliver a notification.
+    """
+    if not text:
+        return None
+    key = qualified("alarmTopicArn")
+    match = _SNS_TOPIC_ARN_RE.match(text)
+    if match is None:
+        raise ConfigError(
+            f"{key}: must be an SNS topic ARN like arn:aws:sns:{region}:123456789012:<topic-name>, "
+            f"or empty for alarms without notifications; got {text!r}"
+        )
+    if match.group(5):
+        raise ConfigError(
+            f"{key}: {text!r} is a FIFO topic, which CloudWatch alarms cannot publish to; use a standard topic"
+        )
+    if match.group(2) != region:
+        raise ConfigError(
+            f"{key}: the topic {text!r} is in {match.group(2)} but the stack deploys to aws:region {region}; "
+            "CloudWatch alarms notify topics in their own region only"
+        )
+    return text
+
+
 def parse_filter(raw: ConfigReader, key: str) -> str:
     value = raw(key) or ""
     size = len(value.encode())
@@ -252,7 +284,7 @@ def parse_config(
     """Validate the project's config, read key by key through `raw` (e.g. `pulumi.Config(NAMESPACE).get`).
 
     `runtimes`/`architectures` come from layer_build, the one definition of what a layer can be
-    built for; `region` is `aws:region`, which a KMS key must match.
+    built for; `region` is `aws:region`, which a KMS key and an alarm topic must match.
     """
     settings = PipelineSettings(
         variants=parse_variants_config(_required(raw, "variants")),
@@ -271,6 +303,7 @@ def parse_config(
         pixel_limit=_integer(raw, "pixelLimit", 1, MAX_PIXEL_LIMIT, "pixels"),
         max_upload_bytes=_integer(raw, "maxUploadBytes", 1, None, "bytes"),
         kms_key_arn=parse_kms_key_arn(_optional_text(raw, "kmsKeyArn"), region),
+        alarm_topic_arn=parse_alarm_topic_arn(_optional_text(raw, "alarmTopicArn"), region),
         upload_prefix=parse_filter(raw, "uploadPrefix"),
         upload_suffix=parse_filter(raw, "uploadSuffix"),
         protect_data=_boolean(raw, "protectData"),

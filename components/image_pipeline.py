@@ -26,6 +26,9 @@ HANDLER_ENTRY_POINT = "handler.app.handler"
 MAX_RETRY_ATTEMPTS = 2
 # Incomplete multipart uploads are invisible and billed; a week is ample for a resumable upload.
 ABORT_MULTIPART_AFTER_DAYS = 7
+# Alarms judge one 5-minute period: one failed upload makes one notification, not a flapping
+# stream, and it still arrives within minutes.
+ALARM_PERIOD_SECONDS = 300
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,8 @@ class ImagePipelineArgs:
 
     name_prefix: str
     """`<project>-<stack>`, validated by `components.naming.name_prefix`; every physical name starts with it."""
+    region: str
+    """`aws:region`, the region of the provider the component is given; KMS grants name S3 in it."""
     settings: PipelineSettings
     """The stack's validated settings (`components.config.parse_config`)."""
     layer_zip: Path
@@ -45,7 +50,7 @@ class ImagePipelineArgs:
 
 
 class ImagePipeline(pulumi.ComponentResource):
-    """Private, encrypted buckets, the resize function with its layer, role, logs and dead-letter queue."""
+    """Private, encrypted buckets, the resize function with its layer, role, logs, dead-letter queue and alarms."""
 
     upload_bucket: pulumi.Output[str]
     processed_bucket: pulumi.Output[str]
@@ -55,6 +60,8 @@ class ImagePipeline(pulumi.ComponentResource):
     layer_arn: pulumi.Output[str]
     dead_letter_queue_url: pulumi.Output[str]
     log_group_name: pulumi.Output[str]
+    dead_letter_alarm_name: pulumi.Output[str]
+    function_errors_alarm_name: pulumi.Output[str]
 
     def __init__(self, name: str, args: ImagePipelineArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(COMPONENT_TYPE, name, {}, opts)
@@ -85,6 +92,8 @@ class ImagePipeline(pulumi.ComponentResource):
         )
         self._failure_destination(function, queue)
         self._notification(upload, function)
+        dead_letter_alarm = self._dead_letter_alarm(queue)
+        errors_alarm = self._function_errors_alarm(function)
 
         self.upload_bucket = upload.bucket
         self.processed_bucket = processed.bucket
@@ -94,6 +103,8 @@ class ImagePipeline(pulumi.ComponentResource):
         self.layer_arn = layer.arn
         self.dead_letter_queue_url = queue.url
         self.log_group_name = log_group.name
+        self.dead_letter_alarm_name = dead_letter_alarm.name
+        self.function_errors_alarm_name = errors_alarm.name
         self.register_outputs(
             {
                 "upload_bucket": self.upload_bucket,
@@ -104,6 +115,8 @@ class ImagePipeline(pulumi.ComponentResource):
                 "layer_arn": self.layer_arn,
                 "dead_letter_queue_url": self.dead_letter_queue_url,
                 "log_group_name": self.log_group_name,
+                "dead_letter_alarm_name": self.dead_letter_alarm_name,
+                "function_errors_alarm_name": self.function_errors_alarm_name,
             }
         )
 
@@ -198,7 +211,12 @@ class ImagePipeline(pulumi.ComponentResource):
         )
 
     def _dead_letter_queue(self) -> aws.sqs.Queue:
-        """Where events land after the retries: they hold object keys, so encrypted, and they age out."""
+        """Where events land after the retries: they hold object keys, so encrypted, and they age out.
+
+        SQS-managed SSE even with `kmsKeyArn`: the queue is the last place a failed event can go, and
+        Lambda drops an event it cannot deliver there, so no key policy or disabled key may stand in
+        the way (and the role then needs no KMS grant through SQS).
+        """
         return aws.sqs.Queue(
             f"{self._name}-dead-letter",
             name=pulumi.Output.concat(self._args.name_prefix, "-dead-letter-", self._suffix_hex),
@@ -220,7 +238,7 @@ class ImagePipeline(pulumi.ComponentResource):
             assume_role_policy=json.dumps(lambda_assume_role_policy()),
             opts=self._child,
         )
-        kms_key_arn = self._settings.kms_key_arn
+        kms_key_arn, region = self._settings.kms_key_arn, self._args.region
         policy = pulumi.Output.all(upload.arn, processed.arn, quarantine.arn, log_group.arn, queue.arn).apply(
             lambda arns: json.dumps(
                 least_privilege_policy(
@@ -230,6 +248,7 @@ class ImagePipeline(pulumi.ComponentResource):
                     log_group_arn=arns[3],
                     dead_letter_queue_arn=arns[4],
                     kms_key_arn=kms_key_arn,
+                    region=region,
                 )
             )
         )
@@ -322,4 +341,80 @@ class ImagePipeline(pulumi.ComponentResource):
             # S3 tests the destination when the notification is saved; without the permission it fails.
             # A child of the component, not of the (protected, retained) bucket: it goes with the function.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[permission]),
+        )
+
+    def _dead_letter_alarm(self, queue: aws.sqs.Queue) -> aws.cloudwatch.MetricAlarm:
+        """An event in the dead-letter queue is an upload that was neither processed nor quarantined.
+
+        The alarm stays on until someone empties the queue or the events age out.
+        """
+        return self._any_above_zero_alarm(
+            "dead-letter-alarm",
+            physical_role="dead-letter-not-empty",
+            description=pulumi.Output.concat(
+                "S3 events the image function still failed on after its retries are waiting in ",
+                queue.name,
+                ": read them (aws sqs receive-message), fix the cause, then upload those files again.",
+            ),
+            namespace="AWS/SQS",
+            metric_name="ApproximateNumberOfMessagesVisible",
+            dimensions={"QueueName": queue.name},
+            statistic="Maximum",
+        )
+
+    def _function_errors_alarm(self, function: aws.lambda_.Function) -> aws.cloudwatch.MetricAlarm:
+        """A function error is an upload that failed and is retried, then dead-lettered.
+
+        Errors rather than Throttles: Lambda keeps a throttled asynchronous event and retries it for
+        up to `maxEventAgeSeconds`, so throttling only delays uploads, and one that waits too long is
+        dead-lettered, which the other alarm reports. A rejected upload is quarantined by a
+        successful invocation, so it is not an error.
+        """
+        return self._any_above_zero_alarm(
+            "errors-alarm",
+            physical_role=f"{FUNCTION_ROLE}-errors",
+            description=pulumi.Output.concat(
+                "The image function ",
+                function.name,
+                " failed on an upload (crash, timeout, out of memory, S3 refused or unavailable). Lambda "
+                f"tries it {MAX_RETRY_ATTEMPTS} more times, then sends the event to the dead-letter queue; "
+                "the reason is in the function's log group.",
+            ),
+            namespace="AWS/Lambda",
+            metric_name="Errors",
+            dimensions={"FunctionName": function.name},
+            statistic="Sum",
+        )
+
+    def _any_above_zero_alarm(
+        self,
+        role: str,
+        *,
+        physical_role: str,
+        description: pulumi.Output[str],
+        namespace: str,
+        metric_name: str,
+        dimensions: dict[str, pulumi.Output[str]],
+        statistic: str,
+    ) -> aws.cloudwatch.MetricAlarm:
+        """One period above zero fires it. No data is OK: Lambda publishes nothing while idle, nor
+        SQS for an empty, idle queue. `alarmTopicArn` hears both the alarm and its end."""
+        topic = self._settings.alarm_topic_arn
+        actions = None if topic is None else [topic]
+        return aws.cloudwatch.MetricAlarm(
+            f"{self._name}-{role}",
+            name=pulumi.Output.concat(self._args.name_prefix, f"-{physical_role}-", self._suffix_hex),
+            alarm_description=description,
+            namespace=namespace,
+            metric_name=metric_name,
+            dimensions=dimensions,
+            statistic=statistic,
+            period=ALARM_PERIOD_SECONDS,
+            evaluation_periods=1,
+            threshold=0,
+            comparison_operator="GreaterThanThreshold",
+            treat_missing_data="notBreaching",
+            alarm_actions=actions,
+            ok_actions=actions,
+            opts=self._child,
         )

@@ -32,6 +32,7 @@ def least_privilege_policy(
     log_group_arn: str,
     dead_letter_queue_arn: str,
     kms_key_arn: str | None,
+    region: str,
 ) -> PolicyDocument:
     """Exactly what the function does: read uploads, write variants and quarantined files, log, dead-letter.
 
@@ -39,6 +40,7 @@ def least_privilege_policy(
     retry and dead-letter instead of guessing it was deleted), no DeleteObject, no ACL actions
     (ACLs are disabled by BucketOwnerEnforced). Quarantining an upload too large to download is a
     server-side copy: GetObject(Version) on the upload and PutObject on the quarantine bucket.
+    `region` is the provider's (`aws:region`): with a KMS key, only S3 there may use it for the role.
     """
     statements: list[PolicyDocument] = [
         {
@@ -72,11 +74,26 @@ def least_privilege_policy(
     if kms_key_arn is not None:
         statements.append(
             {
-                # SSE-KMS: reading an upload decrypts, writing a variant generates a data key.
+                # SSE-KMS: reading an upload decrypts, writing a variant generates a data key, and a
+                # multipart copy into quarantine decrypts its parts. Only S3 may make these calls for
+                # the role, and only for this stack's buckets: every bucket has an S3 Bucket Key, so
+                # S3 passes the bucket ARN as encryption context, not the object ARN. (An object
+                # written with the bucket key explicitly disabled would carry its object ARN; the
+                # function then cannot read it and the event ends in the alarmed dead-letter queue.)
                 "Sid": "UseBucketKey",
                 "Effect": "Allow",
                 "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
                 "Resource": kms_key_arn,
+                "Condition": {
+                    "StringEquals": {
+                        "kms:ViaService": f"s3.{region}.amazonaws.com",
+                        "kms:EncryptionContext:aws:s3:arn": [
+                            upload_bucket_arn,
+                            processed_bucket_arn,
+                            quarantine_bucket_arn,
+                        ],
+                    }
+                },
             }
         )
     return {"Version": POLICY_VERSION, "Statement": statements}

@@ -39,6 +39,7 @@ TAGGABLE = frozenset(
         "aws:s3/bucket:Bucket",
         "aws:iam/role:Role",
         "aws:cloudwatch/logGroup:LogGroup",
+        "aws:cloudwatch/metricAlarm:MetricAlarm",
         "aws:sqs/queue:Queue",
         "aws:lambda/function:Function",
     }
@@ -133,6 +134,28 @@ class EmulatorDeployer(pulumi.runtime.Mocks):
             ),
             "aws:iam/rolePolicy:RolePolicy": ({"name", "namePrefix", "role", "policy"}, self._role_policy),
             "aws:cloudwatch/logGroup:LogGroup": ({"name", "retentionInDays", "tags"}, self._log_group),
+            "aws:cloudwatch/metricAlarm:MetricAlarm": (
+                {
+                    "name",
+                    "alarmDescription",
+                    "namespace",
+                    "metricName",
+                    "dimensions",
+                    "statistic",
+                    "period",
+                    "evaluationPeriods",
+                    "datapointsToAlarm",
+                    "threshold",
+                    "comparisonOperator",
+                    "treatMissingData",
+                    "actionsEnabled",
+                    "alarmActions",
+                    "okActions",
+                    "insufficientDataActions",
+                    "tags",
+                },
+                self._metric_alarm,
+            ),
             "aws:sqs/queue:Queue": (
                 {
                     "name",
@@ -424,6 +447,38 @@ class EmulatorDeployer(pulumi.runtime.Mocks):
         arn = logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"][0]["arn"]
         # CloudWatch reports `...:log-group:<name>:*`; the provider's `arn` drops the `:*`.
         return group, {"name": group, "arn": arn.removesuffix(":*")}
+
+    def _metric_alarm(self, name: str, inputs: dict[str, Any], provider: dict[str, str]) -> ResourceResult:
+        """Stored as CloudWatch would store it; moto never evaluates it or notifies anyone."""
+        alarm_name = inputs.get("name") or _autoname(name)
+        request: dict[str, Any] = {
+            "AlarmName": alarm_name,
+            "Namespace": inputs["namespace"],
+            "MetricName": inputs["metricName"],
+            "Dimensions": [{"Name": key, "Value": value} for key, value in (inputs.get("dimensions") or {}).items()],
+            "Statistic": inputs["statistic"],
+            "Period": int(inputs["period"]),
+            "EvaluationPeriods": int(inputs["evaluationPeriods"]),
+            "Threshold": float(inputs["threshold"]),
+            "ComparisonOperator": inputs["comparisonOperator"],
+            "Tags": self._tag_list(inputs["tagsAll"]),
+        }
+        for api_key, key in (
+            ("AlarmDescription", "alarmDescription"),
+            ("TreatMissingData", "treatMissingData"),
+            ("ActionsEnabled", "actionsEnabled"),
+            ("AlarmActions", "alarmActions"),
+            ("OKActions", "okActions"),
+            ("InsufficientDataActions", "insufficientDataActions"),
+        ):
+            if inputs.get(key) is not None:
+                request[api_key] = inputs[key]
+        if inputs.get("datapointsToAlarm") is not None:
+            request["DatapointsToAlarm"] = int(inputs["datapointsToAlarm"])
+        cloudwatch = self._client("cloudwatch")
+        cloudwatch.put_metric_alarm(**request)
+        arn = cloudwatch.describe_alarms(AlarmNames=[alarm_name])["MetricAlarms"][0]["AlarmArn"]
+        return alarm_name, {"name": alarm_name, "arn": arn}
 
     def _queue(self, name: str, inputs: dict[str, Any], provider: dict[str, str]) -> ResourceResult:
         queue_name = inputs.get("name") or _autoname(name)

@@ -71,6 +71,7 @@ EVENT_INVOKE_CONFIG_TYPES = frozenset({"aws:lambda/functionEventInvokeConfig:Fun
 PERMISSION_TYPES = frozenset({"aws:lambda/permission:Permission"})
 FUNCTION_URL_TYPES = frozenset({"aws:lambda/functionUrl:FunctionUrl"})
 LOG_GROUP_TYPES = frozenset({"aws:cloudwatch/logGroup:LogGroup"})
+METRIC_ALARM_TYPES = frozenset({"aws:cloudwatch/metricAlarm:MetricAlarm"})
 LAYER_TYPES = frozenset({"aws:lambda/layerVersion:LayerVersion"})
 
 TAGGABLE_TYPES = frozenset(
@@ -79,6 +80,7 @@ TAGGABLE_TYPES = frozenset(
     | MANAGED_POLICY_TYPES
     | FUNCTION_TYPES
     | LOG_GROUP_TYPES
+    | METRIC_ALARM_TYPES
     | {"aws:sqs/queue:Queue", "aws:sns/topic:Topic", "aws:kms/key:Key"}
 )
 """Types this pipeline uses that accept `tags`; a resource without a `tags` input can't be told apart otherwise."""

@@ -81,6 +81,9 @@ class EchoMocks(pulumi.runtime.Mocks):
         elif token == "aws:cloudwatch/logGroup:LogGroup":
             group_name = inputs.get("name") or name
             computed = {"name": group_name, "arn": _arn("logs", f"log-group:{group_name}")}
+        elif token == "aws:cloudwatch/metricAlarm:MetricAlarm":
+            alarm_name = inputs.get("name") or name
+            computed = {"name": alarm_name, "arn": _arn("cloudwatch", f"alarm:{alarm_name}")}
         elif token == "random:index/randomId:RandomId":
             hex_value = _random_hex(name, int(inputs.get("byteLength", 4)))
             computed = {"hex": hex_value, "dec": str(int(hex_value, 16)), "b64Url": hex_value, "b64Std": hex_value}

@@ -90,6 +90,28 @@ INVALID = [
         f"arn:aws:kms:eu-west-1:{ACCOUNT_ID}:key/1234abcd-12ab-34cd-56ef-1234567890ab",
         ["image-pipeline:kmsKeyArn", "eu-west-1", "aws:region us-east-1"],
     ),
+    ("alarmTopicArn", "ops-alerts", ["image-pipeline:alarmTopicArn", "SNS topic ARN", "got 'ops-alerts'"]),
+    (
+        "alarmTopicArn",
+        f"arn:aws:sqs:us-east-1:{ACCOUNT_ID}:ops-alerts",
+        ["image-pipeline:alarmTopicArn", "SNS topic ARN", f"'arn:aws:sqs:us-east-1:{ACCOUNT_ID}:ops-alerts'"],
+    ),
+    (
+        # A subscription's ARN, copied from the console by mistake: the topic's ARN plus an id.
+        "alarmTopicArn",
+        f"arn:aws:sns:us-east-1:{ACCOUNT_ID}:ops-alerts:0b5c3f5e-7d2a-4c1e-9f4b-2a6d8e1c3b7a",
+        ["image-pipeline:alarmTopicArn", "SNS topic ARN", "ops-alerts:0b5c3f5e"],
+    ),
+    (
+        "alarmTopicArn",
+        f"arn:aws:sns:eu-west-1:{ACCOUNT_ID}:ops-alerts",
+        ["image-pipeline:alarmTopicArn", "eu-west-1", "aws:region us-east-1"],
+    ),
+    (
+        "alarmTopicArn",
+        f"arn:aws:sns:us-east-1:{ACCOUNT_ID}:ops-alerts.fifo",
+        ["image-pipeline:alarmTopicArn", "'arn:aws:sns:us-east-1:123456789012:ops-alerts.fifo'", "FIFO"],
+    ),
 ]
 
 
@@ -106,6 +128,14 @@ def test_invalid_value_stops_the_program_naming_key_and_allowed_values(
     message = str(raised.value)
     for fragment in fragments:
         assert fragment in message, f"{fragment!r} missing from {message!r}"
+
+
+def test_an_alarm_topic_of_another_account_is_accepted() -> None:
+    """A central operations account often owns the topic; its policy, not this stack, decides."""
+    topic = "arn:aws:sns:us-east-1:210987654321:ops-alerts"
+    run = run_stack("dev", alarmTopicArn=f"  {topic} ")
+    for alarm in run.of_type("aws:cloudwatch/metricAlarm:MetricAlarm"):
+        assert alarm.inputs["alarmActions"] == [topic]
 
 
 def test_missing_region_is_named() -> None:

@@ -12,6 +12,7 @@ from local.program import ProgramRun
 from tests.pulumi_mocks import ACCOUNT_ID, REGION, run_stack, stack_run
 
 KMS_KEY_ARN = f"arn:aws:kms:{REGION}:{ACCOUNT_ID}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+ENCRYPTION = "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
 
 
 def action_resource_pairs(document: dict[str, Any]) -> set[tuple[str, str]]:
@@ -71,14 +72,75 @@ def test_a_kms_key_adds_exactly_decrypt_and_generate_data_key_on_that_key() -> N
     assert expected_pairs(run) <= pairs
 
 
-def test_without_a_kms_key_there_is_no_kms_statement() -> None:
-    document = least_privilege_policy(
+def kms_statements(document: dict[str, Any]) -> list[dict[str, Any]]:
+    return [s for s in document["Statement"] if any(a.startswith("kms:") for a in s["Action"])]
+
+
+def test_the_kms_key_is_usable_only_through_s3_for_the_stacks_own_buckets() -> None:
+    """Not a grant on the key as such: S3 in the stack's region must be the caller, for one of the
+    three buckets. Every bucket has a bucket key, which is why S3's encryption context is the bucket
+    ARN; were bucket keys turned off, it would be the object ARN and this condition would deny."""
+    run = run_stack("dev", kmsKeyArn=KMS_KEY_ARN)
+    [statement] = kms_statements(declared_policy(run))
+    condition = statement["Condition"]
+    assert list(condition) == ["StringEquals"], "one operator: every key must match, no ...IfExists"
+    assert set(condition["StringEquals"]) == {"kms:ViaService", "kms:EncryptionContext:aws:s3:arn"}
+    assert condition["StringEquals"]["kms:ViaService"] == f"s3.{REGION}.amazonaws.com"
+    bucket_arns = sorted(r.state["arn"] for r in run.of_type("aws:s3/bucket:Bucket"))
+    assert sorted(condition["StringEquals"]["kms:EncryptionContext:aws:s3:arn"]) == bucket_arns
+    assert len(bucket_arns) == 3
+    for encryption in run.of_type(ENCRYPTION):
+        [rule] = encryption.inputs["rules"]
+        assert rule["bucketKeyEnabled"] is True, f"{encryption.urn}: the KMS condition assumes a bucket key"
+
+
+def test_the_kms_grant_names_s3_in_the_providers_region() -> None:
+    key = f"arn:aws:kms:eu-west-1:{ACCOUNT_ID}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    run = run_stack("prod", kmsKeyArn=key, **{"aws:region": "eu-west-1"})
+    [statement] = kms_statements(declared_policy(run))
+    assert run.one("pulumi:providers:aws").inputs["region"] == "eu-west-1"
+    assert statement["Condition"]["StringEquals"]["kms:ViaService"] == "s3.eu-west-1.amazonaws.com"
+    assert statement["Resource"] == key
+
+
+def test_the_dead_letter_queue_needs_no_kms_grant() -> None:
+    """The queue keeps SQS-managed SSE with a KMS key too, so sqs:SendMessage alone delivers to it."""
+    run = run_stack("dev", kmsKeyArn=KMS_KEY_ARN)
+    for statement in kms_statements(declared_policy(run)):
+        assert statement["Condition"]["StringEquals"]["kms:ViaService"].startswith("s3."), statement
+    assert run.one("aws:sqs/queue:Queue").inputs["sqsManagedSseEnabled"] is True
+
+
+def pure_policy(kms_key_arn: str | None, region: str = "us-east-1") -> dict[str, Any]:
+    return least_privilege_policy(
         upload_bucket_arn="arn:aws:s3:::up",
         processed_bucket_arn="arn:aws:s3:::out",
         quarantine_bucket_arn="arn:aws:s3:::bad",
-        log_group_arn="arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/f",
-        dead_letter_queue_arn="arn:aws:sqs:us-east-1:123456789012:dlq",
-        kms_key_arn=None,
+        log_group_arn=f"arn:aws:logs:{region}:123456789012:log-group:/aws/lambda/f",
+        dead_letter_queue_arn=f"arn:aws:sqs:{region}:123456789012:dlq",
+        kms_key_arn=kms_key_arn,
+        region=region,
     )
+
+
+def test_the_kms_statement_as_a_pure_function_of_arns_and_region() -> None:
+    key = "arn:aws:kms:ap-southeast-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    [statement] = kms_statements(pure_policy(key, "ap-southeast-2"))
+    assert statement == {
+        "Sid": "UseBucketKey",
+        "Effect": "Allow",
+        "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+        "Resource": key,
+        "Condition": {
+            "StringEquals": {
+                "kms:ViaService": "s3.ap-southeast-2.amazonaws.com",
+                "kms:EncryptionContext:aws:s3:arn": ["arn:aws:s3:::up", "arn:aws:s3:::out", "arn:aws:s3:::bad"],
+            }
+        },
+    }
+
+
+def test_without_a_kms_key_there_is_no_kms_statement() -> None:
+    document = pure_policy(None)
     assert not any(action.startswith("kms:") for action, _ in action_resource_pairs(document))
     assert ("s3:PutObject", "arn:aws:s3:::up/*") not in action_resource_pairs(document), "uploads are read-only"

@@ -75,6 +75,26 @@ def test_outputs_name_resources_that_exist_in_the_emulator(deployed: Deployed) -
     assert variables["QUARANTINE_BUCKET"] == deployed.quarantine
 
 
+def test_the_alarms_watch_the_deployed_queue_and_function(deployed: Deployed) -> None:
+    cloudwatch = deployed.emulator.client("cloudwatch")
+    names = [deployed.run.outputs["dead_letter_alarm_name"], deployed.run.outputs["function_errors_alarm_name"]]
+    alarms = {a["AlarmName"]: a for a in cloudwatch.describe_alarms(AlarmNames=names)["MetricAlarms"]}
+    assert sorted(alarms) == sorted(names)
+    queue_name = deployed.run.outputs["dead_letter_queue_url"].rsplit("/", 1)[1]
+    dead_letter = alarms[names[0]]
+    assert (dead_letter["Namespace"], dead_letter["MetricName"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+    assert dead_letter["Dimensions"] == [{"Name": "QueueName", "Value": queue_name}]
+    errors = alarms[names[1]]
+    assert (errors["Namespace"], errors["MetricName"]) == ("AWS/Lambda", "Errors")
+    assert errors["Dimensions"] == [{"Name": "FunctionName", "Value": deployed.run.outputs["function_name"]}]
+    for alarm in alarms.values():
+        assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0.0)
+        assert alarm["TreatMissingData"] == "notBreaching"
+        assert not alarm["AlarmActions"], "dev sets no alarmTopicArn"
+        tags = {t["Key"]: t["Value"] for t in cloudwatch.list_tags_for_resource(ResourceARN=alarm["AlarmArn"])["Tags"]}
+        assert tags["stack"] == "dev" and tags["managed-by"] == "pulumi", "provider default_tags must apply"
+
+
 def test_unknown_credentials_are_refused(deployed: Deployed) -> None:
     stranger = deployed.emulator.client("s3", Credentials("AKIAEXAMPLESTRANGER", "not-a-real-secret"))
     with pytest.raises(botocore.exceptions.ClientError) as raised:

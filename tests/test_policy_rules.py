@@ -31,6 +31,9 @@ INVOKE_CONFIG = "aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig"
 BUCKET_POLICY = "aws:s3/bucketPolicy:BucketPolicy"
 LAYER = "aws:lambda/layerVersion:LayerVersion"
 MANAGED_POLICY = "aws:iam/policy:Policy"
+METRIC_ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+TAGGED = {BUCKET, FUNCTION, ROLE, LOG_GROUP, "aws:sqs/queue:Queue", METRIC_ALARM}
+"""The types the program declares that take tags (the pack's `TAGGABLE_TYPES` the program uses)."""
 ROLE_ATTACHMENTS = [
     pytest.param("aws:iam/rolePolicyAttachment:RolePolicyAttachment", "role", "policyArn", id="RolePolicyAttachment"),
     pytest.param("aws:iam/policyAttachment:PolicyAttachment", "roles", "policyArn", id="PolicyAttachment"),
@@ -168,8 +171,9 @@ def test_every_rule_passes_on_what_the_program_declares(stack: str, request: pyt
         {"kmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"},
         {"architecture": "x86_64", "runtime": "python3.13"},
         {"uploadPrefix": "incoming/", "uploadSuffix": ".jpg"},
+        {"alarmTopicArn": "arn:aws:sns:us-east-1:123456789012:ops-alerts"},
     ],
-    ids=["sse-kms", "x86_64-python3.13", "filtered-trigger"],
+    ids=["sse-kms", "x86_64-python3.13", "filtered-trigger", "alarm-topic"],
 )
 def test_every_rule_passes_on_the_program_s_config_variants(overrides: dict[str, str]) -> None:
     """Every setting a user may choose keeps the stack compliant (encryption, layer, trigger filters)."""
@@ -182,6 +186,7 @@ def test_the_program_declares_what_the_rules_inspect(dev: ProgramRun) -> None:
     types = {r.type for r in dev.resources}
     assert len(dev.of_type(BUCKET)) == 3
     assert {FUNCTION, ROLE, ROLE_POLICY, LOG_GROUP, PERMISSION, NOTIFICATION, INVOKE_CONFIG, BUCKET_POLICY} <= types
+    assert len(dev.of_type(METRIC_ALARM)) == 2
 
 
 # --- S3 buckets --------------------------------------------------------------------------------------
@@ -860,8 +865,9 @@ def test_missing_tags_without_provider_default_tags(dev: ProgramRun) -> None:
     resources = resources_of(dev)
     drop_prop(named(resources, "pulumi:providers:aws", ""), "defaultTags")
     violations = only(evaluate(resources), "required-tags")
-    taggable = {r.urn for r in resources if r.type in {BUCKET, FUNCTION, ROLE, LOG_GROUP, "aws:sqs/queue:Queue"}}
+    taggable = {r.urn for r in resources if r.type in TAGGED}
     assert {v.urn for v in violations} == taggable
+    assert len(taggable) == 9, "3 buckets, role, function, log group, queue and 2 alarms"
     queue = named(resources, "aws:sqs/queue:Queue", "dead-letter")
     message = next(v.message for v in violations if v.urn == queue.urn)
     assert "'pipeline-dead-letter'" in message
@@ -873,7 +879,7 @@ def test_own_tags_make_up_for_missing_default_tags(dev: ProgramRun) -> None:
     drop_prop(named(resources, "pulumi:providers:aws", ""), "defaultTags")
     tags = {"project": "image-pipeline", "stack": "dev", "managed-by": "pulumi"}
     for registration in resources:
-        if registration.type in {BUCKET, FUNCTION, ROLE, LOG_GROUP, "aws:sqs/queue:Queue"}:
+        if registration.type in TAGGED:
             set_props(registration, tags=tags)
     assert evaluate(resources).violations == []
 
@@ -881,7 +887,7 @@ def test_own_tags_make_up_for_missing_default_tags(dev: ProgramRun) -> None:
 def test_required_tags_come_from_the_policy_config(dev: ProgramRun) -> None:
     result = evaluate(dev.resources, {"required-tags": {"requiredTags": ["cost-centre"]}})
     violations = only(result, "required-tags")
-    assert len(violations) == 7
+    assert len(violations) == 9
     assert all("['cost-centre']" in v.message for v in violations)
 
 

@@ -1,4 +1,4 @@
-"""The real `__main__.py` under echo mocks, for the dev and prod stack files: points 1-8 of issue 2.
+"""The real `__main__.py` under echo mocks, for the dev and prod stack files: points 1-8 of issue 2, then the alarms.
 
 Each assertion reads what the program declared (type, inputs, parent, dependencies, options)
 the way a reviewer would check a `pulumi preview --diff` by hand.
@@ -36,12 +36,14 @@ FUNCTION = "aws:lambda/function:Function"
 INVOKE_CONFIG = "aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig"
 PERMISSION = "aws:lambda/permission:Permission"
 QUEUE = "aws:sqs/queue:Queue"
+METRIC_ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 RANDOM_ID = "random:index/randomId:RandomId"
 AWS_PROVIDER = "pulumi:providers:aws"
 
 HANDLER_DIR = Path(__file__).resolve().parent.parent / "handler"
 BUCKET_ROLES = ("upload", "processed", "quarantine")
 KMS_KEY_ARN = f"arn:aws:kms:{REGION}:{ACCOUNT_ID}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+ALARM_TOPIC_ARN = f"arn:aws:sns:{REGION}:{ACCOUNT_ID}:image-pipeline-alerts"
 # What each stack file sets, where dev and prod differ as a user expects.
 EXPECTED = {
     "dev": {
@@ -84,6 +86,11 @@ def kms_run() -> ProgramRun:
 @pytest.fixture(scope="module")
 def filtered_run() -> ProgramRun:
     return run_stack("dev", uploadPrefix="incoming/", uploadSuffix=".jpg")
+
+
+@pytest.fixture(scope="module")
+def alarmed_run() -> ProgramRun:
+    return run_stack("prod", alarmTopicArn=ALARM_TOPIC_ARN)
 
 
 def expected(run: ProgramRun, key: str) -> Any:
@@ -324,6 +331,15 @@ def test_dead_letter_queue_is_encrypted_and_ages_out(run: ProgramRun) -> None:
     assert run.outputs["dead_letter_queue_url"] == queue.state["url"]
 
 
+def test_a_kms_key_encrypts_the_buckets_only(kms_run: ProgramRun) -> None:
+    """The dead-letter queue must always accept a failed event, and a log group under a customer key
+    needs a key policy this program cannot see: both keep AWS-managed encryption."""
+    queue = kms_run.one(QUEUE).inputs
+    assert queue["sqsManagedSseEnabled"] is True
+    assert "kmsMasterKeyId" not in queue
+    assert "kmsKeyId" not in kms_run.one(LOG_GROUP).inputs
+
+
 # 7. Permission and notification ---------------------------------------------------------------------------------------
 
 
@@ -421,6 +437,8 @@ def test_stack_exports_what_a_user_needs(run: ProgramRun) -> None:
         "layer_arn": run.one(LAYER).state["arn"],
         "dead_letter_queue_url": run.one(QUEUE).state["url"],
         "log_group_name": run.one(LOG_GROUP).inputs["name"],
+        "dead_letter_alarm_name": alarm(run, "ApproximateNumberOfMessagesVisible").inputs["name"],
+        "function_errors_alarm_name": alarm(run, "Errors").inputs["name"],
         "upload_command": f"aws s3 cp photo.jpg s3://{upload}/photo.jpg",
     }
 
@@ -472,3 +490,64 @@ def test_code_archive_refuses_a_package_without_the_entry_point_module(tmp_path:
     (package / "__init__.py").write_text("")
     with pytest.raises(FileNotFoundError, match=r"'handler\.app\.handler' needs handler/app\.py"):
         handler_archive(package, "handler.app.handler")
+
+
+# 9. Alarms: failed uploads must not pile up unseen -----------------------------------------------------------------
+
+
+def alarm(run: ProgramRun, metric_name: str) -> Registration:
+    found = [r for r in run.of_type(METRIC_ALARM) if r.inputs["metricName"] == metric_name]
+    assert len(found) == 1, f"expected one alarm on {metric_name}, found {[r.urn for r in found]}"
+    return found[0]
+
+
+def assert_fires_on_any(registration: Registration) -> None:
+    """One period above zero is enough, and no data (an idle function, an empty queue) is OK."""
+    inputs = registration.inputs
+    assert inputs["threshold"] == 0, registration.urn
+    assert inputs["comparisonOperator"] == "GreaterThanThreshold"
+    assert inputs["evaluationPeriods"] == 1
+    assert inputs["period"] == 300
+    assert inputs["treatMissingData"] == "notBreaching"
+
+
+def test_an_alarm_fires_while_the_dead_letter_queue_holds_events(run: ProgramRun) -> None:
+    registration = alarm(run, "ApproximateNumberOfMessagesVisible")
+    queue = run.one(QUEUE)
+    assert registration.parent == component(run).urn
+    assert registration.inputs["namespace"] == "AWS/SQS"
+    assert registration.inputs["dimensions"] == {"QueueName": queue.inputs["name"]}
+    assert registration.inputs["statistic"] == "Maximum"
+    assert_fires_on_any(registration)
+    hex_value = run.one(RANDOM_ID).state["hex"]
+    assert registration.inputs["name"] == f"image-pipeline-{run.stack}-dead-letter-not-empty-{hex_value}"
+    assert queue.inputs["name"] in registration.inputs["alarmDescription"]
+    assert run.outputs["dead_letter_alarm_name"] == registration.inputs["name"]
+
+
+def test_an_alarm_fires_when_the_function_fails_on_an_upload(run: ProgramRun) -> None:
+    registration = alarm(run, "Errors")
+    function = run.one(FUNCTION)
+    assert registration.parent == component(run).urn
+    assert registration.inputs["namespace"] == "AWS/Lambda"
+    assert registration.inputs["dimensions"] == {"FunctionName": function.inputs["name"]}
+    assert registration.inputs["statistic"] == "Sum"
+    assert_fires_on_any(registration)
+    hex_value = run.one(RANDOM_ID).state["hex"]
+    assert registration.inputs["name"] == f"image-pipeline-{run.stack}-resize-errors-{hex_value}"
+    assert run.outputs["function_errors_alarm_name"] == registration.inputs["name"]
+    assert len(run.of_type(METRIC_ALARM)) == 2
+
+
+def test_without_a_topic_the_alarms_notify_nobody(run: ProgramRun) -> None:
+    for registration in run.of_type(METRIC_ALARM):
+        for key in ("alarmActions", "okActions", "insufficientDataActions"):
+            assert not registration.inputs.get(key), f"{registration.urn}: {key}"
+
+
+def test_the_alarm_topic_hears_when_an_alarm_fires_and_when_it_clears(alarmed_run: ProgramRun) -> None:
+    for registration in alarmed_run.of_type(METRIC_ALARM):
+        assert registration.inputs["alarmActions"] == [ALARM_TOPIC_ARN], registration.urn
+        assert registration.inputs["okActions"] == [ALARM_TOPIC_ARN], registration.urn
+        assert not registration.inputs.get("insufficientDataActions"), registration.urn
+    assert len(alarmed_run.of_type(METRIC_ALARM)) == 2
