@@ -456,16 +456,17 @@ def grants_write_to_bucket(document: Any, bucket_names: Iterable[str]) -> bool:
 # --- S3 bucket rules (stack) ---------------------------------------------------------------------
 
 
-def _bucket_rule(
+def _each_of(
+    types: frozenset[str],
     check: Callable[[PolicyResource, Sequence[PolicyResource]], str | None],
 ) -> Callable[[StackValidationArgs, ReportViolation], None]:
-    """Run `check(bucket, all_resources)` for every bucket; a returned message is a violation."""
+    """Run `check(resource, all_resources)` for every resource of `types`; a returned message is a violation."""
 
     def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-        for bucket in of_types(args.resources, BUCKET_TYPES):
-            message = check(bucket, args.resources)
+        for resource in of_types(args.resources, types):
+            message = check(resource, args.resources)
             if message:
-                report_violation(f"{describe(bucket)}: {message}", bucket.urn)
+                report_violation(f"{describe(resource)}: {message}", resource.urn)
 
     return validate
 
@@ -687,18 +688,6 @@ def validate_no_iam_wildcards(args: StackValidationArgs, report_violation: Repor
 
 
 # --- Lambda functions (stack and resource) -------------------------------------------------------
-
-
-def _function_rule(
-    check: Callable[[PolicyResource, Sequence[PolicyResource]], str | None],
-) -> Callable[[StackValidationArgs, ReportViolation], None]:
-    def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-        for function in of_types(args.resources, FUNCTION_TYPES):
-            message = check(function, args.resources)
-            if message:
-                report_violation(f"{describe(function)}: {message}", function.urn)
-
-    return validate
 
 
 def check_log_retention(function: PolicyResource, resources: Sequence[PolicyResource]) -> str | None:
@@ -1008,7 +997,7 @@ POLICIES: list[Policy] = [
     StackValidationPolicy(
         name="s3-bucket-public-access-block",
         description="Every S3 bucket has a BucketPublicAccessBlock with all four flags true.",
-        validate=_bucket_rule(check_public_access_block),
+        validate=_each_of(BUCKET_TYPES, check_public_access_block),
         severity=Severity.CRITICAL,
         remediation_steps="Add aws.s3.BucketPublicAccessBlock(bucket=bucket.id) with block_public_acls, "
         "block_public_policy, ignore_public_acls and restrict_public_buckets all True.",
@@ -1016,7 +1005,7 @@ POLICIES: list[Policy] = [
     StackValidationPolicy(
         name="s3-bucket-encryption",
         description="Every S3 bucket has default server-side encryption configured.",
-        validate=_bucket_rule(check_encryption),
+        validate=_each_of(BUCKET_TYPES, check_encryption),
         severity=Severity.HIGH,
         remediation_steps="Add aws.s3.BucketServerSideEncryptionConfiguration with an sse_algorithm "
         "(AES256 or aws:kms).",
@@ -1024,14 +1013,14 @@ POLICIES: list[Policy] = [
     StackValidationPolicy(
         name="s3-bucket-versioning",
         description="Every S3 bucket has versioning Enabled, so overwritten or deleted objects can be recovered.",
-        validate=_bucket_rule(check_versioning),
+        validate=_each_of(BUCKET_TYPES, check_versioning),
         severity=Severity.MEDIUM,
         remediation_steps="Add aws.s3.BucketVersioning with versioning_configuration status 'Enabled'.",
     ),
     StackValidationPolicy(
         name="s3-bucket-ownership-enforced",
         description="Every S3 bucket has object ownership BucketOwnerEnforced, which disables ACLs.",
-        validate=_bucket_rule(check_ownership),
+        validate=_each_of(BUCKET_TYPES, check_ownership),
         severity=Severity.HIGH,
         remediation_steps="Add aws.s3.BucketOwnershipControls with rule object_ownership 'BucketOwnerEnforced'.",
     ),
@@ -1039,7 +1028,7 @@ POLICIES: list[Policy] = [
         name="s3-bucket-tls-only",
         description="Every S3 bucket has a bucket policy denying requests made without TLS, on that bucket's own "
         "ARN and ARN/*.",
-        validate=_bucket_rule(check_tls_only),
+        validate=_each_of(BUCKET_TYPES, check_tls_only),
         severity=Severity.HIGH,
         remediation_steps="Add a BucketPolicy statement: Deny s3:* to Principal '*' on this bucket's ARN and ARN/* "
         "when Bool aws:SecureTransport is 'false'.",
@@ -1078,7 +1067,7 @@ POLICIES: list[Policy] = [
     StackValidationPolicy(
         name="lambda-log-retention",
         description="Every Lambda function has its log group declared with a retention period.",
-        validate=_function_rule(check_log_retention),
+        validate=_each_of(FUNCTION_TYPES, check_log_retention),
         severity=Severity.MEDIUM,
         remediation_steps="Declare aws.cloudwatch.LogGroup named /aws/lambda/<function name> (or the function's "
         "logging_config.log_group) with retention_in_days.",
@@ -1086,7 +1075,7 @@ POLICIES: list[Policy] = [
     StackValidationPolicy(
         name="lambda-failure-destination",
         description="Every Lambda function has an on-failure destination or a dead-letter queue.",
-        validate=_function_rule(check_failure_destination),
+        validate=_each_of(FUNCTION_TYPES, check_failure_destination),
         severity=Severity.MEDIUM,
         remediation_steps="Add aws.lambda_.FunctionEventInvokeConfig with destination_config.on_failure, "
         "or set dead_letter_config on the function.",
@@ -1113,7 +1102,7 @@ POLICIES: list[Policy] = [
     StackValidationPolicy(
         name="lambda-layer-compatibility",
         description="Every layer a Lambda function uses lists the function's runtime and architecture as compatible.",
-        validate=_function_rule(check_layer_compatibility),
+        validate=_each_of(FUNCTION_TYPES, check_layer_compatibility),
         severity=Severity.HIGH,
         remediation_steps="Build the layer for the function's runtime and architecture (python -m layer_build "
         "--runtime ... --arch ...) and declare them in compatible_runtimes/compatible_architectures.",
