@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from PIL import ExifTags, Image, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageFile, TiffImagePlugin, UnidentifiedImageError
 
 from handler import av1, sniff
 from handler.colour import to_srgb, to_working_mode
@@ -248,12 +248,13 @@ def _open(data: bytes, pixel_limit: int) -> Image.Image:
     if heif:
         _ensure_heif_plugin()
     formats = [name for name in sniff.ALLOWED_PILLOW_FORMATS if heif or name != "HEIF"]
+    readable = sniff.jpeg_without_icc_stubs(data)  # the profile itself is read in _colour_profile
     try:
-        image = Image.open(io.BytesIO(data), formats=formats)
+        image = Image.open(io.BytesIO(readable), formats=formats)
     except Image.DecompressionBombError as exc:  # not an OSError: caught explicitly
         raise Rejected("too_many_pixels", str(exc)) from None
     except UnidentifiedImageError:
-        raise _classify_unidentified(data) from None
+        raise _classify_unidentified(readable) from None
     except _DECODE_ERRORS as exc:
         raise _header_error(sniff.accepted_container(data) or "image", exc) from None
     width, height = image.size
@@ -264,7 +265,45 @@ def _open(data: bytes, pixel_limit: int) -> Image.Image:
     missing = sniff.truncation(data)
     if missing is not None:
         raise Rejected("corrupt", missing)
+    # Pillow's own raw decoder is the only one that yields YCbCr: libtiff's give RGB.
+    if isinstance(image, TiffImagePlugin.TiffImageFile) and image.mode == "YCbCr" and _ycbcr_needs_libtiff(image):
+        _decode_with_libtiff(image)
     return image
+
+
+def _ycbcr_needs_libtiff(image: TiffImagePlugin.TiffImageFile) -> bool:
+    """Whether an uncompressed YCbCr TIFF must be decoded by libtiff: Pillow's raw decoder gives every pixel its
+    own Cb and Cr and ignores ReferenceBlackWhite and YCbCrCoefficients, so subsampled chroma (2x2, 2x1) comes
+    out as colour garbage or a strip too short, and studio-range samples washed out. libtiff's RGBA reader
+    applies all three.
+
+    Without a YCbCrSubSampling tag, libtiff takes the TIFF default, 2x2. Pillow before 8.4 wrote neither that tag
+    nor subsampled chroma: a first strip (or tile) long enough for a Cb and Cr beside every Y is such a file,
+    which Pillow's own decoder reads right.
+    """
+    tags, tiff = image.tag_v2, TiffImagePlugin
+    if tiff.YCBCRSUBSAMPLING in tags:
+        return True
+    # Pillow's header parse has checked that the sizes and RowsPerStrip are numbers; the byte counts it does not read.
+    if tiff.STRIPOFFSETS in tags:  # strips win over tiles, as there
+        counts, width, height = tags.get(tiff.STRIPBYTECOUNTS), tags[tiff.IMAGEWIDTH], tags[tiff.IMAGELENGTH]
+        rows = min(tags.get(tiff.ROWSPERSTRIP, height), height)
+    else:
+        counts, width, rows = tags.get(tiff.TILEBYTECOUNTS), tags[tiff.TILEWIDTH], tags[tiff.TILELENGTH]
+    first = counts[0] if isinstance(counts, tuple) and counts else None
+    return isinstance(first, int) and first < width * rows * 3
+
+
+def _decode_with_libtiff(image: TiffImagePlugin.TiffImageFile) -> None:
+    """Set up the tile and mode Pillow's TIFF plugin gives a compressed YCbCr TIFF, which libtiff decodes to RGB.
+
+    `TiffImagePlugin.READ_LIBTIFF` would do it too, for every TIFF any thread opens meanwhile.
+    """
+    tags, tiff = image.tag_v2, TiffImagePlugin
+    extents = (0, 0, tags[tiff.IMAGEWIDTH], tags[tiff.IMAGELENGTH])
+    image.tile = [ImageFile._Tile("libtiff", extents, 0, ("RGBX", False, tags.offset))]
+    image.use_load_libtiff = True
+    image._mode = "RGB"
 
 
 def _colour_profile(image: Image.Image, data: bytes) -> tuple[bytes | None, bool]:
@@ -272,9 +311,9 @@ def _colour_profile(image: Image.Image, data: bytes) -> tuple[bytes | None, bool
     from H.273 code points or a PNG's gAMA).
 
     Code points win over an embedded profile only where the container says so (PNG's cICP); AVIF and HEIF
-    report them only for images without one.
+    report them only for images without one. A JPEG's profile is assembled from its chunks as browsers do.
     """
-    embedded = image.info.get("icc_profile")
+    embedded = sniff.jpeg_icc_profile(data) if image.format in ("JPEG", "MPO") else image.info.get("icc_profile")
     points = sniff.colour_code_points(data)
     if points is None:
         if embedded or "srgb" in image.info or "gamma" not in image.info:
@@ -331,6 +370,22 @@ def _decode(image: Image.Image) -> None:
         image.load()
     except _DECODE_ERRORS as exc:
         raise Rejected("corrupt", f"pixel data cannot be decoded: {exc}") from None
+
+
+def _transparent_around(frame: Image.Image, box: tuple[int, int, int, int] | None) -> Image.Image:
+    """A GIF's screen with what its first image (at `box`) leaves uncovered transparent, as browsers show it.
+
+    Pillow fills that part with colour 0 of the palette, opaque unless it is the transparent one; browsers also
+    ignore the screen's background colour. Variants flatten it onto their `background` where the codec needs it.
+    """
+    width, height = frame.size
+    if box is None or (box[0] <= 0 and box[1] <= 0 and box[2] >= width and box[3] >= height):
+        return frame
+    with_alpha = frame.convert("LA" if frame.mode in ("L", "LA") else "RGBA")
+    alpha = Image.new("L", frame.size, 0)
+    alpha.paste(with_alpha.getchannel("A").crop(box), box[:2])
+    with_alpha.putalpha(alpha)
+    return with_alpha
 
 
 @dataclass
@@ -473,6 +528,8 @@ def render(
     LOG.debug("decoded %s %s %s at %s", image.format, image.mode, original_size, image.size)
     icc, built_rgb_profile = _colour_profile(image, data)
     decoded = to_working_mode(image)
+    if image.format == "GIF":
+        decoded = _transparent_around(decoded, sniff.gif_first_image_box(data))
     if built_rgb_profile and decoded.mode in ("L", "LA"):
         # Code points or gAMA describe grey pixels too (a greyscale PNG's cICP or gAMA); the profile built is RGB.
         decoded = decoded.convert("RGBA" if decoded.mode == "LA" else "RGB")

@@ -9,8 +9,11 @@ on a huge one before Pillow could report it (`declared_size`), (d) find
 uploads cut short after the frame we render (`truncation`): decoders read only
 the first frame and are content when it is intact, (e) refuse more parts, or
 larger tiles, than any encoder writes (`excess_structure`): their cost no pixel
-limit bounds, and
-(f) read colour a container describes by H.273 code points (`colour_code_points`).
+limit bounds,
+(f) read colour a container describes by H.273 code points (`colour_code_points`), and
+(g) read what browsers read otherwise than Pillow: a JPEG's ICC profile, assembled from its chunks
+(`jpeg_icc_profile`; `jpeg_without_icc_stubs` hides the chunks Pillow's parser fails on), and where a GIF's
+first image lies on its screen, which is transparent around it (`gif_first_image_box`).
 """
 
 from __future__ import annotations
@@ -578,6 +581,83 @@ def _mp_index(data: bytes) -> tuple[int, bytes] | None:
     return found
 
 
+_ICC_SIGNATURE = b"ICC_PROFILE\0"
+_ICC_CHUNK_HEADER = len(_ICC_SIGNATURE) + 2
+"""An APP2 ICC chunk starts with the signature, its sequence number (1..count) and the count of chunks."""
+_NOT_ICC_SIGNATURE = b"ICC_SKIPPED\0"
+"""What a stub chunk's signature becomes, in as many bytes: an APP2 segment no reader takes for ICC."""
+
+
+def _jpeg_icc_chunks(data: bytes) -> list[tuple[int, int]]:
+    """Payload spans of the APP2 segments with the ICC signature before the first scan: those libjpeg reads."""
+    chunks = []
+    for marker, start, end in _jpeg_segments(data):
+        if marker == 0xDA:
+            break
+        if marker == 0xE2 and data.startswith(_ICC_SIGNATURE, start, end):
+            chunks.append((start, min(end, len(data))))
+    return chunks
+
+
+def jpeg_icc_profile(data: bytes) -> bytes | None:
+    """The ICC profile a JPEG's APP2 chunks carry, assembled as libjpeg-turbo's `jpeg_read_icc_profile` (and so
+    Chromium and Firefox) does; None when there is none or the chunks disagree (logged).
+
+    A chunk too short for its sequence number and count is no ICC chunk. A count that differs from the first
+    chunk's, a sequence number outside 1..count or seen twice, a missing chunk, or no profile bytes at all make
+    the whole profile unusable, and browsers show the pixels as sRGB. Pillow joins whatever chunks come before
+    the frame header instead, in byte order, and applies the result if LittleCMS can parse it.
+    """
+    chunks: dict[int, tuple[int, int]] = {}
+    count = None
+    for start, end in _jpeg_icc_chunks(data):
+        if end - start < _ICC_CHUNK_HEADER:
+            continue
+        number, declared = data[start + len(_ICC_SIGNATURE)], data[start + len(_ICC_SIGNATURE) + 1]
+        count = declared if count is None else count
+        if declared != count:
+            problem = f"one chunk is one of {count}, another one of {declared}"
+        elif not 1 <= number <= count:
+            problem = f"a chunk is numbered {number} of {count}"
+        elif number in chunks:
+            problem = f"chunk {number} of {count} appears twice"
+        else:
+            chunks[number] = (start + _ICC_CHUNK_HEADER, end)
+            continue
+        LOG.warning("ignoring the JPEG's ICC profile: %s", problem)
+        return None
+    if count is None:
+        return None
+    if len(chunks) < count:
+        LOG.warning("ignoring the JPEG's ICC profile: it has chunks %s of %d", sorted(chunks), count)
+        return None
+    profile = b"".join(data[start:end] for start, end in (chunks[number] for number in range(1, count + 1)))
+    if not profile:
+        LOG.warning("ignoring the JPEG's ICC profile: its %d chunks are empty", count)
+        return None
+    return profile
+
+
+def jpeg_without_icc_stubs(data: bytes) -> bytes:
+    """The upload with the signature of each APP2 ICC chunk too short for its sequence number and count changed,
+    so that Pillow skips the chunk as libjpeg-turbo does; the same object when there is none (or no JPEG).
+
+    Pillow's header parser reads the count from whichever chunk sorts first: one of fewer than 14 bytes (the
+    signature alone, or with a sequence number) is an IndexError, and the whole upload unreadable. The
+    replacement has the same length, so no offset into the file (EXIF, the MP index) moves.
+    """
+    if _signature(data) != "JPEG":
+        return data
+    stubs = [start for start, end in _jpeg_icc_chunks(data) if end - start < _ICC_CHUNK_HEADER]
+    if not stubs:
+        return data
+    view, parts, pos = memoryview(data), [], 0
+    for start in stubs:
+        parts += [view[pos:start], _NOT_ICC_SIGNATURE]
+        pos = start + len(_ICC_SIGNATURE)
+    return b"".join([*parts, view[pos:]])
+
+
 JPEG_SCAN_LIMIT = 100
 """Scans accepted in a JPEG. Encoders write about 10; libjpeg decodes each over the whole frame."""
 HEADER_PART_LIMIT = 1000
@@ -662,6 +742,27 @@ def _gif_excess(data: bytes) -> str | None:
                 return f"GIF has more than {GIF_SUB_BLOCK_LIMIT} data sub-blocks before its first image"
         pos += 1
     return None
+
+
+def gif_first_image_box(data: bytes) -> tuple[int, int, int, int] | None:
+    """(left, top, right, bottom) of a GIF's first image on its logical screen; None if no image descriptor is whole.
+
+    Found as Pillow finds it: past the extensions and any byte that starts no block (`_gif_excess` has bounded
+    the walk).
+    """
+    end = len(data)
+    if end < 13:
+        return None
+    pos = 13 + _gif_colour_table(data[10])
+    while (block := _GIF_BLOCK.search(data, pos)) is not None and data[block.start()] == 0x21:
+        pos = block.start() + 2
+        while pos < end and data[pos]:
+            pos += data[pos] + 1
+        pos += 1
+    if block is None or data[block.start()] != 0x2C or block.start() + 9 > end:
+        return None
+    left, top, width, height = struct.unpack_from("<4H", data, block.start() + 1)
+    return left, top, left + width, top + height
 
 
 def _tiff_excess(data: bytes) -> str | None:

@@ -161,8 +161,12 @@ def tiff_file(
     extra_samples: Sequence[int] = (),
     big_endian: bool = False,
     compression: int = 1,
+    extra_tags: Sequence[tuple[int, int, Sequence[int]]] = (),
 ) -> bytes:
-    """A one-strip TIFF (uncompressed unless told), for sample layouts Pillow's writer does not produce."""
+    """A one-strip TIFF (uncompressed unless told), for sample layouts Pillow's writer does not produce.
+
+    `extra_tags` adds (tag, type, values) fields, such as YCbCrSubSampling: SHORT 3, LONG 4 or whole-number RATIONAL 5.
+    """
     order = ">" if big_endian else "<"
     entries: list[tuple[int, int, Sequence[int] | bytes]] = [
         (256, 4, [size[0]]),
@@ -177,15 +181,21 @@ def tiff_file(
         (284, 3, [1]),
         (339, 3, [sample_format] * len(bits)),
         *[(338, 3, list(extra_samples))] * bool(extra_samples),
+        *extra_tags,
     ]
     entries.sort(key=lambda e: e[0])
-    width = {1: 1, 2: 1, 3: 2, 4: 4, 7: 1}
+    width = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 7: 1}
+    integers = {3: "H", 4: "I", 5: "II"}  # a RATIONAL (5) here is a whole number: n/1
     ifd_size = 2 + 12 * len(entries) + 4
     data_at = 8 + ifd_size
     blobs = b""
     packed = []
     for tag, kind, values in entries:
-        raw = bytes(values) if kind in (1, 2, 7) else b"".join(struct.pack(order + "HI"[kind == 4], v) for v in values)
+        raw = (
+            bytes(values)
+            if kind in (1, 2, 7)
+            else b"".join(struct.pack(order + integers[kind], v, *[1] * (kind == 5)) for v in values)
+        )
         if len(raw) <= 4:
             packed.append((tag, kind, len(raw) // width[kind], raw.ljust(4, b"\0")))
         else:

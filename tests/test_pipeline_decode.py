@@ -1,0 +1,389 @@
+"""Uploads Pillow decodes otherwise than a browser shows them, built in memory: each must render as the browser
+shows it (or be refused with its classified reason), never come out silently wrong.
+
+MinIsWhite deep-grey TIFFs, uncompressed YCbCr TIFFs (subsampled chroma, studio range), JPEG ICC chunks that
+are stubs or disagree, and GIFs whose first image leaves part of the screen uncovered.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import random
+import struct
+from collections.abc import Callable, Sequence
+
+import pytest
+from PIL import Image, ImageChops
+
+from handler import sniff
+from handler.pipeline import Rejected, RenderedVariant, render
+from handler.variants import VariantSpec
+from tests.test_pipeline_generated import (
+    DISPLAY_P3,
+    GREY_QUADS,
+    RGB_QUADS,
+    H,
+    W,
+    encoded,
+    grey_picture,
+    quadrants,
+    rgb_picture,
+    tiff_file,
+)
+
+PNG_FULL = VariantSpec("full", "png")
+CENTRES = ((W // 4, H // 4), (3 * W // 4, H // 4), (W // 4, 3 * H // 4), (3 * W // 4, 3 * H // 4))
+"""The middle of each quadrant of the generated pictures, away from resampling and chroma subsampling at edges."""
+
+
+def rendered(data: bytes, spec: VariantSpec = PNG_FULL) -> Image.Image:
+    (variant,) = render(data, [spec])
+    return decoded(variant)
+
+
+def decoded(variant: RenderedVariant) -> Image.Image:
+    image = Image.open(io.BytesIO(variant.data))
+    image.load()
+    return image
+
+
+def centres(image: Image.Image, mode: str) -> list[tuple[int, ...]]:
+    """The pixel at each quadrant's centre in `mode`, as a tuple of its bands."""
+    bands = image.convert(mode).split()
+    return [tuple(band.getpixel(xy) for band in bands) for xy in CENTRES]  # type: ignore[misc]
+
+
+def assert_close(got: Sequence[Sequence[int]], want: Sequence[Sequence[int]], tolerance: int, what: str) -> None:
+    worst = max(abs(g - w) for gs, ws in zip(got, want, strict=True) for g, w in zip(gs, ws, strict=True))
+    assert worst <= tolerance, f"{what}: quadrant centres {got}, expected {want}"
+
+
+# --- TIFF PhotometricInterpretation MinIsWhite: sample 0 is white, at every depth -------------------------------
+
+MIN_IS_WHITE = 0
+
+
+def with_photometric(data: bytes, value: int) -> bytes:
+    """A Pillow-written TIFF with its PhotometricInterpretation (a SHORT in the first IFD) set to `value`.
+
+    The samples stay as they are, so they now count from white: compressed files reach libtiff's decoder."""
+    order = "<" if data[:2] == b"II" else ">"
+    ifd = struct.unpack_from(order + "I", data, 4)[0]
+    for at in range(ifd + 2, ifd + 2 + 12 * struct.unpack_from(order + "H", data, ifd)[0], 12):
+        if struct.unpack_from(order + "H", data, at)[0] == 262:
+            return data[: at + 8] + struct.pack(order + "H", value) + data[at + 10 :]
+    raise AssertionError("no PhotometricInterpretation tag")
+
+
+def _darkness() -> list[int]:
+    """What a MinIsWhite file stores for the grey quadrants: how far each pixel is from white, 0..255."""
+    return [255 - v for v in grey_picture().get_flattened_data()]  # type: ignore[operator]
+
+
+def _min_is_white_raw(bits: int, code: str, scale: float, *, big_endian: bool = False, floating: bool = False) -> bytes:
+    order = ">" if big_endian else "<"
+    samples = b"".join(struct.pack(order + code, v * scale if floating else round(v * scale)) for v in _darkness())
+    return tiff_file(
+        (W, H), [bits], samples, photometric=MIN_IS_WHITE, sample_format=3 if floating else 1, big_endian=big_endian
+    )
+
+
+def _min_is_white_lzw(mode: str) -> bytes:
+    """The darkness in `mode` (I;16, F or L), LZW-compressed by Pillow and marked MinIsWhite: libtiff decodes it."""
+    scale = {"I;16": 257, "F": 1 / 255, "L": 1}[mode]
+    darkness = Image.new("F", (W, H))
+    darkness.putdata([v * scale for v in _darkness()])
+    stored = darkness if mode == "F" else darkness.convert("I").convert(mode)
+    return with_photometric(encoded(stored, "TIFF", compression="tiff_lzw"), MIN_IS_WHITE)
+
+
+MIN_IS_WHITE_TIFFS: dict[str, Callable[[], bytes]] = {
+    "16-bit": lambda: _min_is_white_raw(16, "H", 257),
+    "16-bit-lzw": lambda: _min_is_white_lzw("I;16"),
+    "float": lambda: _min_is_white_raw(32, "f", 1 / 255, floating=True),
+    "float-bigendian": lambda: _min_is_white_raw(32, "f", 1 / 255, big_endian=True, floating=True),
+    "float-lzw": lambda: _min_is_white_lzw("F"),
+    # Pillow inverts these itself, as it unpacks them: they must not be inverted twice.
+    "8-bit": lambda: _min_is_white_raw(8, "B", 1),
+    "8-bit-lzw": lambda: _min_is_white_lzw("L"),
+}
+
+
+@pytest.mark.parametrize("build", MIN_IS_WHITE_TIFFS.values(), ids=MIN_IS_WHITE_TIFFS.keys())
+def test_min_is_white_tiff_shows_white_where_the_file_means_white(build: Callable[[], bytes]) -> None:
+    image = rendered(build())
+    assert_close(centres(image, "L"), [(v,) for v in GREY_QUADS], 2, "MinIsWhite grey")
+
+
+def test_min_is_white_bilevel_tiff_shows_white_where_the_file_means_white() -> None:
+    # Bits 1, 0, 0, 1: MinIsWhite makes the first and last quadrants black.
+    bits = quadrants("1", (255, 0, 0, 255)).tobytes()
+    image = rendered(tiff_file((W, H), [1], bits, photometric=MIN_IS_WHITE))
+    assert centres(image, "L") == [(0,), (255,), (255,), (0,)]
+
+
+def test_grey_tiff_without_a_photometric_tag_is_not_inverted() -> None:
+    """Without the tag nothing says the samples count from white: deep grey stays as Pillow and libtiff read it."""
+    stored = tiff_file((W, H), [16], struct.pack("<H", GREY_QUADS[0] * 257) * (W * H), photometric=1)
+    without = stored.replace(struct.pack("<HHI", 262, 3, 1), struct.pack("<HHI", 0x7FFF, 3, 1))  # an unknown tag
+    assert centres(rendered(without), "L")[0] == (GREY_QUADS[0],)
+
+
+# --- uncompressed YCbCr TIFF: subsampled chroma and reference black and white -----------------------------------
+
+YCBCR = 6
+YCBCR_SUBSAMPLING = 530
+REFERENCE_BLACK_WHITE = 532
+
+
+def ycbcr_units(image: Image.Image, horizontal: int, vertical: int) -> bytes:
+    """The picture as TIFF stores subsampled YCbCr: per block of h x v pixels their Ys, then one Cb and one Cr."""
+    y, cb, cr = image.convert("YCbCr").split()
+    out = bytearray()
+    for top in range(0, image.height, vertical):
+        for left in range(0, image.width, horizontal):
+            box = (left, top, left + horizontal, top + vertical)
+            out += y.crop(box).tobytes()
+            for plane in (cb, cr):
+                values = plane.crop(box).get_flattened_data()
+                out.append(round(sum(values) / len(values)))  # type: ignore[arg-type]
+    return bytes(out)
+
+
+def ycbcr_tiff(horizontal: int, vertical: int, *, tagged: bool = True) -> bytes:
+    tags = [(YCBCR_SUBSAMPLING, 3, [horizontal, vertical])] if tagged else []
+    units = ycbcr_units(rgb_picture(), horizontal, vertical)
+    return tiff_file((W, H), [8, 8, 8], units, photometric=YCBCR, extra_tags=tags)
+
+
+def studio_range_ycbcr_tiff() -> bytes:
+    """Y in 16..235, Cb and Cr in 16..240, as ReferenceBlackWhite declares (video's ranges)."""
+    y, cb, cr = rgb_picture().convert("YCbCr").split()
+    y = y.point(lambda v: round(16 + v * 219 / 255))
+    cb, cr = (c.point(lambda v: round(128 + (v - 128) * 224 / 255)) for c in (cb, cr))
+    tags = [(YCBCR_SUBSAMPLING, 3, [1, 1]), (REFERENCE_BLACK_WHITE, 5, [16, 235, 128, 240, 128, 240])]
+    return tiff_file((W, H), [8, 8, 8], Image.merge("YCbCr", (y, cb, cr)).tobytes(), photometric=YCBCR, extra_tags=tags)
+
+
+YCBCR_TIFFS: dict[str, Callable[[], bytes]] = {
+    "2x2": lambda: ycbcr_tiff(2, 2),
+    "2x1": lambda: ycbcr_tiff(2, 1),
+    "4x2": lambda: ycbcr_tiff(4, 2),
+    "4x4": lambda: ycbcr_tiff(4, 4),
+    "untagged-2x2": lambda: ycbcr_tiff(2, 2, tagged=False),  # the TIFF default
+    "studio-range": studio_range_ycbcr_tiff,
+    # Pillow's own decoder read these right before; they must stay right.
+    "1x1": lambda: ycbcr_tiff(1, 1),
+    "pillow-8.3-untagged-1x1": lambda: ycbcr_tiff(1, 1, tagged=False),  # Pillow wrote no tag, and no subsampling
+    "pillow-1x1": lambda: encoded(rgb_picture().convert("YCbCr"), "TIFF"),
+    "jpeg-compressed": lambda: encoded(rgb_picture(), "TIFF", compression="jpeg", quality=95),
+}
+
+
+@pytest.mark.parametrize("build", YCBCR_TIFFS.values(), ids=YCBCR_TIFFS.keys())
+def test_uncompressed_ycbcr_tiff_shows_its_colours(build: Callable[[], bytes]) -> None:
+    assert_close(centres(rendered(build()), "RGB"), RGB_QUADS, 4, "YCbCr TIFF")
+
+
+def test_ycbcr_tiff_with_a_strip_too_short_for_its_subsampling_is_corrupt() -> None:
+    units = ycbcr_units(rgb_picture(), 2, 2)
+    short = tiff_file(
+        (W, H), [8, 8, 8], units[: len(units) // 2], photometric=YCBCR, extra_tags=[(YCBCR_SUBSAMPLING, 3, [2, 2])]
+    )
+    with pytest.raises(Rejected) as excinfo:
+        render(short, [PNG_FULL])
+    assert excinfo.value.reason == "corrupt"
+
+
+# --- JPEG ICC chunks: assembled as libjpeg-turbo (Chromium, Firefox) does -----------------------------------------
+
+ICC = b"ICC_PROFILE\0"
+
+
+def segment(marker: int, payload: bytes) -> bytes:
+    return bytes((0xFF, marker)) + struct.pack(">H", len(payload) + 2) + payload
+
+
+def icc_chunk(number: int, count: int, body: bytes) -> bytes:
+    return segment(0xE2, ICC + bytes((number, count)) + body)
+
+
+def jpeg_with(*before_frame: bytes, after_frame: Sequence[bytes] = (), base: bytes | None = None) -> bytes:
+    """The quadrant JPEG with segments inserted after SOI, and after the frame header (before the scan)."""
+    data = base if base is not None else encoded(rgb_picture(), "JPEG", quality=95)
+    frame = data.index(b"\xff\xc0")
+    frame_end = frame + 2 + struct.unpack_from(">H", data, frame + 2)[0]
+    return data[:2] + b"".join(before_frame) + data[2:frame_end] + b"".join(after_frame) + data[frame_end:]
+
+
+HALF = len(DISPLAY_P3) // 2
+FIRST, SECOND = DISPLAY_P3[:HALF], DISPLAY_P3[HALF:]
+# name -> (segments before the frame header, after it, whether browsers apply the Display P3 profile)
+ICC_CHUNKS: dict[str, tuple[Sequence[bytes], Sequence[bytes], bool]] = {
+    "signature-only": ([segment(0xE2, ICC)], [], False),
+    "signature-and-number": ([segment(0xE2, ICC + b"\1")], [], False),
+    "stub-then-profile": ([segment(0xE2, ICC + b"\1"), icc_chunk(1, 1, DISPLAY_P3)], [], True),
+    "profile-then-stub": ([icc_chunk(1, 1, DISPLAY_P3), segment(0xE2, ICC + b"\5")], [], True),
+    "stub-after-the-frame": ([], [segment(0xE2, ICC)], False),
+    "empty-chunk": ([icc_chunk(1, 1, b"")], [], False),
+    "number-0": ([icc_chunk(0, 1, DISPLAY_P3)], [], False),
+    "number-beyond-count": ([icc_chunk(2, 1, DISPLAY_P3)], [], False),
+    "count-0": ([icc_chunk(1, 0, DISPLAY_P3)], [], False),
+    "counts-differ": ([icc_chunk(1, 2, FIRST), icc_chunk(2, 3, SECOND)], [], False),
+    "number-twice": ([icc_chunk(1, 3, FIRST), icc_chunk(2, 3, SECOND), icc_chunk(2, 3, SECOND)], [], False),
+    "chunk-missing": ([icc_chunk(1, 2, DISPLAY_P3)], [], False),
+    "two-chunks": ([icc_chunk(1, 2, FIRST), icc_chunk(2, 2, SECOND)], [], True),
+    "two-chunks-in-reverse": ([icc_chunk(2, 2, SECOND), icc_chunk(1, 2, FIRST)], [], True),
+    "profile-after-the-frame": ([], [icc_chunk(1, 1, DISPLAY_P3)], True),
+}
+
+
+@pytest.fixture(scope="module")
+def as_srgb() -> Image.Image:
+    return rendered(jpeg_with())
+
+
+@pytest.fixture(scope="module")
+def through_p3() -> Image.Image:
+    return rendered(jpeg_with(icc_chunk(1, 1, DISPLAY_P3)))
+
+
+def test_the_profile_changes_the_picture(as_srgb: Image.Image, through_p3: Image.Image) -> None:
+    assert ImageChops.difference(as_srgb, through_p3).getbbox() is not None
+
+
+@pytest.mark.parametrize(("before", "after", "applied"), ICC_CHUNKS.values(), ids=ICC_CHUNKS.keys())
+def test_jpeg_icc_chunks_are_read_as_browsers_read_them(
+    before: Sequence[bytes], after: Sequence[bytes], applied: bool, as_srgb: Image.Image, through_p3: Image.Image
+) -> None:
+    image = rendered(jpeg_with(*before, after_frame=after))
+    expected = through_p3 if applied else as_srgb
+    assert ImageChops.difference(image, expected).getbbox() is None, (
+        f"the profile was {'ignored' if applied else 'applied'}"
+    )
+
+
+def test_mpo_with_an_icc_stub_renders(as_srgb: Image.Image) -> None:
+    second = rgb_picture().transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    mpo = encoded(rgb_picture(), "MPO", save_all=True, append_images=[second], quality=95)
+    data = jpeg_with(segment(0xE2, ICC), base=mpo)  # the MP index counts from its own segment: still right
+    assert Image.open(io.BytesIO(sniff.jpeg_without_icc_stubs(data))).format == "MPO"
+    assert_close(centres(rendered(data), "RGB"), centres(as_srgb, "RGB"), 2, "MPO")
+
+
+def test_disagreeing_icc_chunks_are_logged(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="handler.sniff"):
+        rendered(jpeg_with(icc_chunk(1, 2, FIRST), icc_chunk(2, 3, SECOND)))
+    assert "ignoring the JPEG's ICC profile: one chunk is one of 2, another one of 3" in caplog.text
+
+
+def test_icc_stubs_are_hidden_in_place() -> None:
+    plain = jpeg_with(icc_chunk(1, 1, DISPLAY_P3))
+    assert sniff.jpeg_without_icc_stubs(plain) is plain
+    stubbed = jpeg_with(segment(0xE2, ICC + b"\1"), icc_chunk(1, 1, DISPLAY_P3))
+    hidden = sniff.jpeg_without_icc_stubs(stubbed)
+    assert len(hidden) == len(stubbed) and hidden.count(ICC) == 1
+    assert sniff.jpeg_icc_profile(hidden) == sniff.jpeg_icc_profile(stubbed) == DISPLAY_P3
+
+
+# --- GIF: what the first image leaves of the logical screen is transparent ---------------------------------------
+
+GIF_SPECS = (
+    VariantSpec("png", "png"),
+    VariantSpec("webp", "webp", quality=90),
+    VariantSpec("avif", "avif", quality=90),
+    VariantSpec("jpeg", "jpeg", quality=90, background="#00ff00"),
+    VariantSpec("small", "png", width=W // 2, height=H // 2),
+)
+
+
+def gif_on_screen(frame: Image.Image, screen: tuple[int, int], at: tuple[int, int], **params: object) -> bytes:
+    """A GIF of `frame`, with its logical screen enlarged to `screen` and its image moved to `at`."""
+    data = bytearray(encoded(frame, "GIF", **params))
+    data[6:10] = struct.pack("<HH", *screen)
+    pos = 13 + (3 << ((data[10] & 7) + 1) if data[10] & 0x80 else 0)
+    while data[pos] == 0x21:  # extensions: introducer, label, sub-blocks up to an empty one
+        pos += 2
+        while data[pos]:
+            pos += data[pos] + 1
+        pos += 1
+    assert data[pos] == 0x2C, "no image descriptor"
+    data[pos + 1 : pos + 5] = struct.pack("<HH", *at)
+    return bytes(data)
+
+
+def left_half(image: Image.Image) -> Image.Image:
+    return image.crop((0, 0, W // 2, H))
+
+
+GREY = [(v, v, v) for v in GREY_QUADS]
+# name -> (the GIF, its quadrants' colours): its first image is the left half of the screen.
+GIFS: dict[str, tuple[Callable[[], bytes], Sequence[tuple[int, int, int]]]] = {
+    "palette": (lambda: gif_on_screen(left_half(rgb_picture()).quantize(4), (W, H), (0, 0)), RGB_QUADS),
+    "palette-with-transparent-index": (
+        lambda: gif_on_screen(left_half(rgb_picture()).quantize(4), (W, H), (0, 0), transparency=3),
+        RGB_QUADS,
+    ),
+    "grey": (lambda: gif_on_screen(left_half(grey_picture()), (W, H), (0, 0)), GREY),
+}
+
+
+@pytest.mark.parametrize(("build", "colours"), GIFS.values(), ids=GIFS.keys())
+def test_gif_screen_left_uncovered_by_its_first_image_is_transparent(
+    build: Callable[[], bytes], colours: Sequence[tuple[int, int, int]]
+) -> None:
+    variants = {v.name: decoded(v) for v in render(build(), GIF_SPECS)}
+    for name in ("png", "webp", "avif"):
+        got = centres(variants[name], "RGBA")
+        assert [c[3] for c in got] == [255, 0, 255, 0], f"{name}: alpha of the quadrant centres {got}"
+        assert_close([got[0][:3], got[2][:3]], [colours[0], colours[2]], 6, name)
+    jpeg = centres(variants["jpeg"], "RGB")
+    assert_close([jpeg[1], jpeg[3]], [(0, 255, 0)] * 2, 4, "jpeg on its background")
+    assert_close([jpeg[0], jpeg[2]], [colours[0], colours[2]], 6, "jpeg")
+    small = variants["small"].convert("RGBA")
+    assert small.getchannel("A").getextrema() == (0, 255)
+    assert small.getpixel((3 * W // 8, H // 8))[3] == 0 and small.getpixel((W // 8, H // 8))[3] == 255  # type: ignore[index]
+
+
+def test_gif_image_in_the_middle_of_its_screen() -> None:
+    image = rendered(gif_on_screen(Image.new("P", (W // 2, H // 2)), (W, H), (W // 4, H // 4)))
+    alpha = image.getchannel("A")
+    assert alpha.getbbox() == (W // 4, H // 4, 3 * W // 4, 3 * H // 4)
+    assert alpha.crop(alpha.getbbox()).getextrema() == (255, 255)  # type: ignore[arg-type]
+
+
+def test_gif_covering_its_screen_stays_opaque() -> None:
+    assert rendered(encoded(rgb_picture().quantize(4), "GIF")).mode == "RGB"
+
+
+# --- damage: the headers these fixes read are the attacker's too -------------------------------------------------
+
+DAMAGED: dict[str, Callable[[], bytes]] = {
+    "ycbcr-tiff": YCBCR_TIFFS["2x2"],
+    "untagged-ycbcr-tiff": YCBCR_TIFFS["untagged-2x2"],
+    "min-is-white-tiff": MIN_IS_WHITE_TIFFS["16-bit"],
+    "jpeg-icc-chunks": lambda: jpeg_with(segment(0xE2, ICC + b"\1"), icc_chunk(1, 2, FIRST), icc_chunk(2, 2, SECOND)),
+    "gif-on-a-larger-screen": GIFS["palette"][0],
+}
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("build", DAMAGED.values(), ids=DAMAGED.keys())
+def test_damaged_upload_is_rejected_or_rendered(build: Callable[[], bytes], seed: int) -> None:
+    """Bits flipped in the header (every third seed) or anywhere, every fourth file cut too: `Rejected` or a valid
+    render, never another error."""
+    data = bytearray(build())
+    rng = random.Random(seed)
+    reach = min(len(data), 300) if seed % 3 == 0 else len(data)
+    for _ in range(1 + seed % 4):
+        data[rng.randrange(reach)] ^= 1 << rng.randrange(8)
+    if seed % 4 == 3:
+        del data[rng.randrange(len(data) // 2, len(data)) :]
+    try:
+        variants = render(bytes(data), GIF_SPECS)
+    except Rejected as exc:
+        assert exc.reason in ("corrupt", "not_an_image", "too_many_pixels"), exc.detail
+        return
+    for variant in variants:
+        decoded(variant)
