@@ -47,7 +47,7 @@ def _final_pixels(image: Image.Image, spec: VariantSpec, size: tuple[int, int]) 
 def prepare_floor(data: bytes, specs: Sequence[VariantSpec], sizes: Sequence[tuple[int, int]]) -> FloorCase:
     """Pre-size every variant to `sizes` (the pipeline's output dimensions), untimed."""
     with Image.open(io.BytesIO(data)) as source:
-        draft_size = shrink_on_load_size(source, specs)
+        draft_size = shrink_on_load_size(data, source, specs)
         oriented = ImageOps.exif_transpose(source)
     sized = tuple((spec, _final_pixels(oriented, spec, size)) for spec, size in zip(specs, sizes, strict=True))
     return FloorCase(data, draft_size, sized)

@@ -348,13 +348,18 @@ def _draft_size(size: tuple[int, int], plans: Sequence[Plan]) -> tuple[int, int]
     return (math.ceil(width * needed), math.ceil(height * needed))
 
 
-def shrink_on_load_size(image: Image.Image, specs: Sequence[VariantSpec]) -> tuple[int, int] | None:
+def _shrink_on_load(data: bytes, size: tuple[int, int], plans: Sequence[Plan]) -> tuple[int, int] | None:
+    """`_draft_size`, except for a lossless JPEG: libjpeg cannot decode one scaled."""
+    return None if sniff.jpeg_is_lossless(data) else _draft_size(size, plans)
+
+
+def shrink_on_load_size(data: bytes, image: Image.Image, specs: Sequence[VariantSpec]) -> tuple[int, int] | None:
     """What `render` asks the JPEG decoder for (`draft`) for these specs; None for a full decode.
 
     Public so the benchmark's codec floor decodes exactly as much as the pipeline does.
     """
     orientation = read_orientation(image)
-    return _draft_size(image.size, [plan_variant(image.size, spec, orientation) for spec in specs])
+    return _shrink_on_load(data, image.size, [plan_variant(image.size, spec, orientation) for spec in specs])
 
 
 def _pillow_orientation(image: Image.Image) -> object:
@@ -511,8 +516,8 @@ def render(
         original_size = image.size
         orientation = read_orientation(image)
         plans = [plan_variant(original_size, spec, orientation) for spec in specs]
-        draft_size = _draft_size(original_size, plans)
-        if draft_size is not None and not sniff.jpeg_is_lossless(data):
+        draft_size = _shrink_on_load(data, original_size, plans)
+        if draft_size is not None:
             image.draft(None, draft_size)
         _decode(image)
     else:

@@ -21,6 +21,7 @@ from bench.suite import TARGET_PHOTO, TARGETS, evaluate_targets
 from handler.pipeline import shrink_on_load_size
 from handler.variants import PRESETS, VariantSpec
 from tests.conftest import PROJECT_DIR
+from tests.test_pipeline import lossless_jpeg
 
 
 @pytest.fixture(scope="module")
@@ -105,13 +106,24 @@ def test_naive_baseline_orients_flattens_and_fits() -> None:
     assert Image.open(io.BytesIO(outputs["flat"].data)).format == "JPEG"
 
 
+def test_floor_decodes_a_lossless_jpeg_at_full_size_as_the_pipeline_does() -> None:
+    """libjpeg cannot scale a lossless JPEG: a floor that asked for it would time a failed decode."""
+    data = lossless_jpeg(Image.new("RGB", (240, 160), (220, 40, 40)))
+    small = (VariantSpec("a", "jpeg", quality=80, width=40, height=40),)
+    assert shrink_on_load_size(data, Image.open(io.BytesIO(data)), small) is None
+    case = prepare_floor(data, small, [(40, 27)])
+    assert case.draft_size is None
+    [blob] = run_floor(case, lambda image, spec: _encoded(image, "JPEG", quality=spec.quality))
+    assert Image.open(io.BytesIO(blob)).convert("RGB").getpixel((20, 13))[0] > 200
+
+
 def test_floor_decodes_exactly_as_much_as_the_pipeline() -> None:
     """The floor shrinks on load as the pipeline does (with its headroom), and not when any output is full size."""
     data = _encoded(Image.new("RGB", (800, 600), "green"), "JPEG")
     small = (VariantSpec("a", "jpeg", quality=80, width=100, height=100),)
     both = (*small, VariantSpec("b", "jpeg", quality=80))
     draft_size = prepare_floor(data, small, [(100, 75)]).draft_size
-    assert draft_size == shrink_on_load_size(Image.open(io.BytesIO(data)), small)
+    assert draft_size == shrink_on_load_size(data, Image.open(io.BytesIO(data)), small)
     assert draft_size is not None and (100, 75) < draft_size < (800, 600)
     assert prepare_floor(data, both, [(100, 75), (800, 600)]).draft_size is None
     case = prepare_floor(data, both, [(100, 75), (800, 600)])
