@@ -72,6 +72,7 @@ PERMISSION_TYPES = frozenset({"aws:lambda/permission:Permission"})
 FUNCTION_URL_TYPES = frozenset({"aws:lambda/functionUrl:FunctionUrl"})
 LOG_GROUP_TYPES = frozenset({"aws:cloudwatch/logGroup:LogGroup"})
 METRIC_ALARM_TYPES = frozenset({"aws:cloudwatch/metricAlarm:MetricAlarm"})
+SQS_DEPTH_METRIC = "ApproximateNumberOfMessagesVisible"
 LAYER_TYPES = frozenset({"aws:lambda/layerVersion:LayerVersion"})
 
 TAGGABLE_TYPES = frozenset(
@@ -716,20 +717,51 @@ def check_log_retention(function: PolicyResource, resources: Sequence[PolicyReso
     return f"its LogGroup {expected!r} sets no retentionInDays, so logs are kept forever"
 
 
-def check_failure_destination(function: PolicyResource, resources: Sequence[PolicyResource]) -> str | None:
-    dead_letter = known(function.props, "deadLetterConfig", "targetArn")
-    if dead_letter is UNKNOWN or (isinstance(dead_letter, str) and dead_letter):
-        return None
+def _failure_destinations(function: PolicyResource, resources: Sequence[PolicyResource]) -> list[Any]:
+    """The function's dead-letter target and on-failure destinations (ARNs, UNKNOWN during preview, or empty)."""
+    destinations = [known(function.props, "deadLetterConfig", "targetArn")]
     configs = attachments(resources, EVENT_INVOKE_CONFIG_TYPES, function, prop="functionName")
     if not configs and any(is_unknown_link(c, "functionName") for c in of_types(resources, EVENT_INVOKE_CONFIG_TYPES)):
-        return None
-    destinations = [known(c.props, "destinationConfig", "onFailure", "destination") for c in configs]
+        destinations.append(UNKNOWN)
+    destinations += [known(c.props, "destinationConfig", "onFailure", "destination") for c in configs]
+    return destinations
+
+
+def check_failure_destination(function: PolicyResource, resources: Sequence[PolicyResource]) -> str | None:
+    destinations = _failure_destinations(function, resources)
     if UNKNOWN in destinations or any(isinstance(d, str) and d for d in destinations):
         return None
     return (
         "has no on-failure destination (FunctionEventInvokeConfig destinationConfig.onFailure) "
         "nor deadLetterConfig, so failed async invocations (S3 events) are dropped silently"
     )
+
+
+def _watches_queue(alarm: PolicyResource, queue_name: str) -> bool:
+    props = alarm.props
+    if known(props, "namespace") != "AWS/SQS" or known(props, "metricName") != SQS_DEPTH_METRIC:
+        return False
+    watched = known(props, "dimensions", "QueueName")
+    return watched is UNKNOWN or watched == queue_name
+
+
+def check_failure_alarm(function: PolicyResource, resources: Sequence[PolicyResource]) -> str | None:
+    """An SQS queue the function's failed events go to needs an alarm on its depth: nobody reads it otherwise.
+
+    SNS, EventBridge and Lambda destinations deliver onwards and are not judged; neither is a queue whose ARN
+    is unknown until deploy (the rule runs again then).
+    """
+    alarms = of_types(resources, METRIC_ALARM_TYPES)
+    for destination in _failure_destinations(function, resources):
+        parts = destination.split(":") if isinstance(destination, str) else []
+        if len(parts) != 6 or parts[2] != "sqs":
+            continue
+        if not any(_watches_queue(alarm, parts[5]) for alarm in alarms):
+            return (
+                f"sends failed events to the SQS queue {parts[5]!r}, but no CloudWatch alarm watches its "
+                f"{SQS_DEPTH_METRIC}, so failed uploads pile up there unnoticed"
+            )
+    return None
 
 
 def validate_timeout(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
@@ -1079,6 +1111,15 @@ POLICIES: list[Policy] = [
         severity=Severity.MEDIUM,
         remediation_steps="Add aws.lambda_.FunctionEventInvokeConfig with destination_config.on_failure, "
         "or set dead_letter_config on the function.",
+    ),
+    StackValidationPolicy(
+        name="lambda-failure-alarm",
+        description=f"Every SQS queue a Lambda function sends failed events to has a CloudWatch alarm on its "
+        f"{SQS_DEPTH_METRIC} (AWS/SQS, dimension QueueName).",
+        validate=_each_of(FUNCTION_TYPES, check_failure_alarm),
+        severity=Severity.MEDIUM,
+        remediation_steps=f"Add aws.cloudwatch.MetricAlarm on namespace AWS/SQS, metric {SQS_DEPTH_METRIC}, "
+        "dimensions {'QueueName': queue.name}, threshold 0, GreaterThanThreshold, with alarm_actions to notify.",
     ),
     ResourceValidationPolicy(
         name="lambda-timeout",

@@ -108,6 +108,7 @@ def test_dev_relaxes_only_operational_rules() -> None:
         "s3-bucket-versioning",
         "lambda-log-retention",
         "lambda-failure-destination",
+        "lambda-failure-alarm",
         "lambda-timeout",
         "required-tags",
     }

@@ -666,7 +666,35 @@ def test_function_without_failure_destination(dev: ProgramRun) -> None:
     function = named(resources, FUNCTION, "function")
     assert_fires(evaluate(resources), "lambda-failure-destination", function, "no on-failure destination")
 
-    set_props(function, deadLetterConfig={"targetArn": "arn:aws:sqs:us-east-1:123456789012:dlq"})
+    set_props(function, deadLetterConfig={"targetArn": "arn:aws:sns:us-east-1:123456789012:dead-letters"})
+    assert evaluate(resources).violations == []
+
+
+def test_dead_letter_queue_without_an_alarm(dev: ProgramRun) -> None:
+    resources = resources_of(dev)
+    queue_name = named(resources, "aws:sqs/queue:Queue", "dead-letter").state["name"]
+    alarm = named(resources, METRIC_ALARM, "dead-letter-alarm")
+    function = named(resources, FUNCTION, "function")
+
+    set_props(alarm, dimensions={"QueueName": "some-other-queue"})
+    assert_fires(evaluate(resources), "lambda-failure-alarm", function, repr(queue_name))
+
+    set_props(alarm, dimensions={"QueueName": queue_name}, metricName="NumberOfMessagesSent")
+    assert_fires(evaluate(resources), "lambda-failure-alarm", function, "ApproximateNumberOfMessagesVisible")
+
+    without_alarm = without(resources, alarm)
+    assert_fires(evaluate(without_alarm), "lambda-failure-alarm", function, "pile up")
+
+    set_props(alarm, metricName="ApproximateNumberOfMessagesVisible")
+    assert evaluate(resources).violations == []
+
+
+def test_a_destination_that_delivers_onwards_needs_no_alarm(dev: ProgramRun) -> None:
+    resources = resources_of(dev)
+    resources = without(resources, named(resources, METRIC_ALARM, "dead-letter-alarm"))
+    config = named(resources, INVOKE_CONFIG, "async-invoke")
+    topic = "arn:aws:sns:us-east-1:123456789012:failures"
+    set_props(config, destinationConfig={"onFailure": {"destination": topic}})
     assert evaluate(resources).violations == []
 
 
@@ -903,6 +931,7 @@ def test_every_policy_has_a_breakage_test() -> None:
         "iam-no-wildcards",
         "lambda-log-retention",
         "lambda-failure-destination",
+        "lambda-failure-alarm",
         "lambda-timeout",
         "lambda-runtime-architecture",
         "lambda-layer-compatibility",
