@@ -265,12 +265,15 @@ def check_memory_for_limits(memory_mb: int, pixel_limit: int, max_upload_bytes: 
     need = minimum_memory_mb(pixel_limit, max_upload_bytes)
     if memory_mb >= need:
         return
-    fitting_pixels = max(0, pixel_limit - math.ceil((need - memory_mb) * 2**20 / RENDER_BYTES_PER_PIXEL))
+    fitting_pixels = pixel_limit - math.ceil((need - memory_mb) * 2**20 / RENDER_BYTES_PER_PIXEL)
+    # Only remedies that exist: Lambda's memory stops at MEMORY_RANGE_MB[1], and a pixel limit must stay positive.
+    remedies = [f"memorySize >= {need}"] if need <= MEMORY_RANGE_MB[1] else []
+    remedies += [f"pixelLimit <= {fitting_pixels}"] if fitting_pixels >= 1 else ["a smaller maxUploadBytes"]
     raise ConfigError(
         f"{qualified('memorySize')}: {memory_mb} MB is too little to render an image at "
         f"{qualified('pixelLimit')} {pixel_limit} uploaded in {qualified('maxUploadBytes')} {max_upload_bytes} bytes "
         f"(about {need} MB), and Lambda would kill the function on such an upload instead of quarantining it; "
-        f"set memorySize >= {need}, or pixelLimit <= {fitting_pixels}"
+        f"set {', or '.join(remedies)}"
     )
 
 

@@ -64,10 +64,11 @@ MAX_PIXEL_LIMIT = 2 * DEFAULT_PIXEL_LIMIT
 LAMBDA_MB_PER_VCPU = 1769
 """Lambda grants the equivalent of one vCPU at 1769 MB of memory, proportionally below and above."""
 
-RENDER_BYTES_PER_PIXEL = 20
+RENDER_BYTES_PER_PIXEL = 24
 """Peak memory of `render` per pixel of the upload with one thread and the default preset. Measured at the
-default pixel limit on the hungriest kinds: 16-bit grey with tRNS (17.7), RGBA with an ICC profile (19.8); an
-RGB JPEG needs about half."""
+default pixel limit on the hungriest kinds: RGBA with a natural alpha ramp (22.6, nearly all of it libwebp
+encoding the full-size WebP: its lossless alpha coder alone takes ~13 bytes a pixel, more on pure-noise alpha),
+RGBA with an ICC profile (19.8), 16-bit grey with tRNS (17.7); an RGB JPEG needs about half."""
 RENDER_BYTES_PER_PIXEL_PER_EXTRA_THREAD = 8
 """Each further thread holds another frame being encoded (RGBA with ICC on two threads: 26.3 in all)."""
 RUNTIME_OVERHEAD_MB = 128
@@ -538,15 +539,22 @@ def render(
     if built_rgb_profile and decoded.mode in ("L", "LA"):
         # Code points or gAMA describe grey pixels too (a greyscale PNG's cICP or gAMA); the profile built is RGB.
         decoded = decoded.convert("RGBA" if decoded.mode == "LA" else "RGB")
+    full_size = any(plan.crop is None and plan.stored_size == decoded.size for plan in plans)
+    if full_size and orientation in TRANSPOSE_FOR_ORIENTATION:
+        # A full-size variant needs the upright frame anyway: turn the decoded frame once, up front, and plan on
+        # it, rather than hold it beside its upright copy while encoding (358 MB of RGBA at the pixel limit).
+        # Full size means no shrink-on-load, so the decoded frame is the whole picture.
+        decoded = decoded.transpose(TRANSPOSE_FOR_ORIENTATION[orientation])
+        original_size, orientation = decoded.size, 1
+        plans = [plan_variant(original_size, spec, orientation) for spec in specs]
+    elif decoded is image and image.format == "WEBP":
+        # Pillow's WebP reader keeps libwebp's decoded canvas for the next frame: a copy lets `del image` free it.
+        decoded = image.copy()
     # An ICC transform costs per pixel. When no variant is the decoded frame itself, transform each
     # frame resampled from it instead (for a phone's Display P3 photo: the 1200 px variant, not the
     # 3 MP decode); resampling before or after the transform differs by ~0.3 dB. CMYK is transformed
     # first: Pillow resamples colour, not ink.
-    defer_icc = (
-        bool(icc)
-        and decoded.mode != "CMYK"
-        and not any(plan.crop is None and plan.stored_size == decoded.size for plan in plans)
-    )
+    defer_icc = bool(icc) and decoded.mode != "CMYK" and not full_size
     order = sorted(range(len(specs)), key=lambda i: (plans[i].pixels, _CODEC_COST[specs[i].format]), reverse=True)
     made: list[_Sized] = []
     upright: dict[int, Image.Image] = {}

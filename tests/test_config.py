@@ -12,6 +12,7 @@ import pytest
 import layer_build
 from components.config import ConfigError, minimum_memory_mb
 from components.naming import NamingError, name_prefix
+from handler.pipeline import RENDER_BYTES_PER_PIXEL
 from handler.variants import PRESETS, variants_from_json
 from layer_build import LayerArtifact, LayerBuildError, artifact_for
 from tests.pulumi_mocks import ACCOUNT_ID, fake_layer_zip, run_stack
@@ -74,16 +75,21 @@ INVALID = [
     ("uploadSuffix", "x" * 1025, ["image-pipeline:uploadSuffix", "at most 1024 bytes"]),
     # 600 two-byte characters: the message must count bytes, as S3 does, not characters.
     ("uploadPrefix", "é" * 600, ["image-pipeline:uploadPrefix", "at most 1024 bytes", "got 1200 bytes"]),
-    # An RGBA frame with an ICC profile at the default pixel limit peaks at ~1.7 GB on one thread, plus the
+    # An RGBA frame at the default pixel limit peaks at ~2 GB on one thread (libwebp encoding its alpha), plus the
     # 50 MiB upload held twice and Lambda's runtime.
     (
         "memorySize",
         1024,
-        ["image-pipeline:memorySize", "1024 MB", "image-pipeline:pixelLimit 89478485", ">= 1935", "<= 41715848"],
+        ["image-pipeline:memorySize", "1024 MB", "image-pipeline:pixelLimit 89478485", ">= 2276", "<= 34777770"],
     ),
-    ("memorySize", 1934, ["image-pipeline:memorySize", "1934 MB", ">= 1935", "<= 89426056"]),
-    # The upload is held in memory too: a 4 GiB limit cannot fit in the default 2048 MB.
-    ("maxUploadBytes", 4 * 2**30, ["image-pipeline:maxUploadBytes 4294967296", "about 10027 MB", ">= 10027"]),
+    ("memorySize", 2275, ["image-pipeline:memorySize", "2275 MB", ">= 2276", "<= 89434794"]),
+    # The upload is held in memory too: a 4 GiB limit cannot fit in the default 2304 MB.
+    # ...nor in Lambda's largest, 10240 MB: only a smaller upload limit helps.
+    (
+        "maxUploadBytes",
+        4 * 2**30,
+        ["image-pipeline:maxUploadBytes 4294967296", "about 10368 MB", "set a smaller maxUploadBytes"],
+    ),
     ("kmsKeyArn", f"arn:aws:kms:us-east-1:{ACCOUNT_ID}:alias/images", ["image-pipeline:kmsKeyArn", "not an alias"]),
     (
         "kmsKeyArn",
@@ -226,20 +232,20 @@ def test_the_longest_valid_names_fit() -> None:
 
 def test_memory_floor_counts_one_thread_and_the_upload() -> None:
     """The handler drops threads for frames too large for all of them, so one thread sets the floor."""
-    assert minimum_memory_mb(89_478_485, 52_428_800) == 1935
-    assert minimum_memory_mb(40_000_000, 52_428_800) == 991
-    assert minimum_memory_mb(40_000_000, 1) == 891
+    assert minimum_memory_mb(89_478_485, 52_428_800) == 2276
+    assert minimum_memory_mb(40_000_000, 52_428_800) == 1144
+    assert minimum_memory_mb(40_000_000, 1) == 1044
     # Every size the error message offers as the pixel limit fits the memory it was offered for.
-    for memory in (1024, 1536, 1934):
+    for memory in (1024, 1536, 2275):
         need = minimum_memory_mb(89_478_485, 52_428_800)
-        fitting = 89_478_485 - -(-(need - memory) * 2**20 // 20)
+        fitting = 89_478_485 - -(-(need - memory) * 2**20 // RENDER_BYTES_PER_PIXEL)
         assert minimum_memory_mb(fitting, 52_428_800) <= memory < minimum_memory_mb(fitting + 60_000, 52_428_800)
 
 
 def test_a_lower_pixel_limit_makes_less_memory_acceptable() -> None:
-    run = run_stack("dev", memorySize=1024, pixelLimit=40_000_000)
+    run = run_stack("dev", memorySize=1152, pixelLimit=40_000_000)
     function = run.one("aws:lambda/function:Function").inputs
-    assert (function["memorySize"], function["environment"]["variables"]["PIXEL_LIMIT"]) == (1024, "40000000")
+    assert (function["memorySize"], function["environment"]["variables"]["PIXEL_LIMIT"]) == (1152, "40000000")
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import io
 import logging
 import math
@@ -585,7 +586,7 @@ def test_default_workers_outside_lambda_are_the_usable_cpus(monkeypatch: pytest.
 
 @pytest.mark.parametrize(
     ("memory", "megapixels", "threads"),
-    [("2048", 89.4, 1), ("2048", 60, 2), ("10240", 89.4, 6), ("4000", 120, 2), ("1769", 1, 1)],
+    [("2304", 89.4, 1), ("2304", 50, 2), ("10240", 89.4, 6), ("4000", 100, 2), ("1769", 1, 1)],
 )
 def test_a_frame_too_large_for_every_thread_is_rendered_on_fewer(
     monkeypatch: pytest.MonkeyPatch, memory: str, megapixels: float, threads: int
@@ -624,3 +625,44 @@ def test_encode_variant_is_the_codec_step_alone() -> None:
     assert (out.format, out.size, out.mode) == ("JPEG", (30, 20), "RGB")
     assert out.getpixel((5, 5))[0] > 240
     assert image.info["icc_profile"] == b"kept by the caller"  # the caller's image is not modified
+
+
+def _live_frames_of_size(size: tuple[int, int]) -> int:
+    return sum(1 for o in gc.get_objects() if isinstance(o, Image.Image) and o.size == size and o.im is not None)
+
+
+def _live_decoders() -> int:
+    """Image files still open: each holds its decoded frame, and Pillow's WebP reader libwebp's canvas too."""
+    return sum(1 for o in gc.get_objects() if isinstance(o, ImageFile.ImageFile))
+
+
+@pytest.mark.parametrize("orientation", [1, 6])
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP"])
+def test_encoding_holds_one_full_size_frame_not_the_decoders_or_the_unrotated_one(
+    monkeypatch: pytest.MonkeyPatch, fmt: str, orientation: int
+) -> None:
+    """At the pixel limit each full-size RGBA frame is 358 MB. While the variants encode, neither the decoder's
+    frame (nor libwebp's canvas behind a WebP reader) nor, for EXIF orientation 6, the frame as stored may be
+    alive beside the upright one."""
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = orientation
+    options = {"exif": exif.tobytes(), **({"lossless": True} if fmt == "WEBP" else {})}
+    data = encoded(Image.new("RGBA", (300, 200), (200, 30, 30, 128)), fmt, **options)
+    upright_size = (200, 300) if orientation == 6 else (300, 200)
+    seen: list[tuple[int, int, int]] = []
+    save = pipeline.save_prepared
+
+    def counting(image: Image.Image, spec: VariantSpec) -> bytes:
+        gc.collect()
+        seen.append((_live_decoders(), _live_frames_of_size((300, 200)), _live_frames_of_size((200, 300))))
+        return save(image, spec)
+
+    monkeypatch.setattr(pipeline, "save_prepared", counting)
+    variants = render(data, PRESETS["default"], workers=1)
+    assert {(v.width, v.height) for v in variants if v.name != "thumbnail"} == {upright_size}
+    assert seen
+    if fmt == "WEBP" or orientation == 6:  # a PNG reader left open holds only the frame being encoded
+        assert all(decoders == 0 for decoders, _, _ in seen), seen
+    if orientation == 6:
+        assert all(as_stored == 0 for _, as_stored, _ in seen), seen
+    assert max(max(frames) for _, *frames in seen) <= 2, "the upright frame and at most one prepared copy (JPEG's RGB)"
