@@ -10,7 +10,7 @@ import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -511,31 +511,51 @@ def assert_fires_on_any(registration: Registration) -> None:
     assert inputs["treatMissingData"] == "notBreaching"
 
 
-def test_an_alarm_fires_while_the_dead_letter_queue_holds_events(run: ProgramRun) -> None:
-    registration = alarm(run, "ApproximateNumberOfMessagesVisible")
-    queue = run.one(QUEUE)
-    assert registration.parent == component(run).urn
-    assert registration.inputs["namespace"] == "AWS/SQS"
-    assert registration.inputs["dimensions"] == {"QueueName": queue.inputs["name"]}
-    assert registration.inputs["statistic"] == "Maximum"
-    assert_fires_on_any(registration)
-    hex_value = run.one(RANDOM_ID).state["hex"]
-    assert registration.inputs["name"] == f"image-pipeline-{run.stack}-dead-letter-not-empty-{hex_value}"
-    assert queue.inputs["name"] in registration.inputs["alarmDescription"]
-    assert run.outputs["dead_letter_alarm_name"] == registration.inputs["name"]
+class AlarmCase(NamedTuple):
+    metric: str
+    namespace: str
+    dimension: str
+    target_type: str
+    statistic: str
+    physical_role: str
+    output: str
 
 
-def test_an_alarm_fires_when_the_function_fails_on_an_upload(run: ProgramRun) -> None:
-    registration = alarm(run, "Errors")
-    function = run.one(FUNCTION)
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(
+            AlarmCase(
+                "ApproximateNumberOfMessagesVisible",
+                "AWS/SQS",
+                "QueueName",
+                QUEUE,
+                "Maximum",
+                "dead-letter-not-empty",
+                "dead_letter_alarm_name",
+            ),
+            id="the dead-letter queue holds events",
+        ),
+        pytest.param(
+            AlarmCase(
+                "Errors", "AWS/Lambda", "FunctionName", FUNCTION, "Sum", "resize-errors", "function_errors_alarm_name"
+            ),
+            id="the function failed on an upload",
+        ),
+    ],
+)
+def test_an_alarm_fires_when(run: ProgramRun, case: AlarmCase) -> None:
+    registration = alarm(run, case.metric)
+    target = run.one(case.target_type)
     assert registration.parent == component(run).urn
-    assert registration.inputs["namespace"] == "AWS/Lambda"
-    assert registration.inputs["dimensions"] == {"FunctionName": function.inputs["name"]}
-    assert registration.inputs["statistic"] == "Sum"
+    assert registration.inputs["namespace"] == case.namespace
+    assert registration.inputs["dimensions"] == {case.dimension: target.inputs["name"]}
+    assert registration.inputs["statistic"] == case.statistic
     assert_fires_on_any(registration)
     hex_value = run.one(RANDOM_ID).state["hex"]
-    assert registration.inputs["name"] == f"image-pipeline-{run.stack}-resize-errors-{hex_value}"
-    assert run.outputs["function_errors_alarm_name"] == registration.inputs["name"]
+    assert registration.inputs["name"] == f"image-pipeline-{run.stack}-{case.physical_role}-{hex_value}"
+    assert target.inputs["name"] in registration.inputs["alarmDescription"]
+    assert run.outputs[case.output] == registration.inputs["name"]
     assert len(run.of_type(METRIC_ALARM)) == 2
 
 
