@@ -127,20 +127,40 @@ def _has_transparency(image: Image.Image) -> bool:
     return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
 
 
+def _applicable_transparency(mode: str, value: object) -> bool:
+    """Whether Pillow's conversions can apply `value` as the `transparency` of a `mode` frame: a palette's alphas
+    (256 at most) or index, a grey sample, an RGB triple. Other modes ignore it."""
+    if mode == "P":
+        return (isinstance(value, bytes) and len(value) <= 256) or (isinstance(value, int) and 0 <= value <= 255)
+    if mode == "RGB":
+        return isinstance(value, tuple) and len(value) == 3 and all(_is_sample(sample) for sample in value)
+    return mode not in ("1", "L", "I", *_SIXTEEN_BIT_MODES) or _is_sample(value)
+
+
+def _is_sample(value: object) -> bool:
+    return isinstance(value, int) and 0 <= value <= 0xFFFF
+
+
 def to_working_mode(image: Image.Image) -> Image.Image:
-    """Any Pillow mode -> L, LA, RGB, RGBA, CMYK (CMYK is left for the ICC step)."""
+    """Any Pillow mode -> L, LA, RGB, RGBA, CMYK (CMYK is left for the ICC step).
+
+    A `transparency` the container gave that Pillow cannot apply (a palette's longer than 256 entries raises) is
+    logged and ignored, as libpng ignores a tRNS that does not fit the image.
+    """
     mode = image.mode
+    if "transparency" in image.info and not _applicable_transparency(mode, image.info["transparency"]):
+        LOG.warning("ignoring transparency %.60r: it does not fit a %s frame", image.info["transparency"], mode)
+        image = image.copy()
+        del image.info["transparency"]
     if mode in WORKING_MODES and "transparency" not in image.info:
         return image
     if mode in _SIXTEEN_BIT_MODES or mode in ("I", "F"):
         grey = _to_eight_bit(image)
         # Pillow unpacks 1- to 8-bit MinIsWhite samples inverted, deeper ones as stored: their negative.
         return ImageChops.invert(grey) if _min_is_white(image) else grey
-    if mode == "1":
-        return image.convert("L")
     if mode == "CMYK":
         return image
-    if mode in ("L", "La", "LA"):
+    if mode in ("1", "L", "La", "LA"):
         return image.convert("LA") if _has_transparency(image) else image.convert("L")
     return image.convert("RGBA") if _has_transparency(image) else image.convert("RGB")
 

@@ -22,17 +22,20 @@ Order of work, chosen so every pixel is touched as few times as possible:
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import io
 import logging
 import math
 import os
 import struct
 import threading
+import zlib
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from PIL import ExifTags, Image, ImageFile, TiffImagePlugin, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageChops, ImageMath, PngImagePlugin, TiffImagePlugin, UnidentifiedImageError
 
 from handler import av1, sniff
 from handler.colour import to_srgb, to_working_mode
@@ -110,6 +113,17 @@ _DECODE_ERRORS = (
     KeyError,
     RuntimeError,
 )
+
+_LIBTIFF_COMPRESSION = 8
+"""Deflate: a compression Pillow leaves to libtiff, to have it set up a TIFF for libtiff (which reads the real one)."""
+_PLANAR_MODES_PILLOW_READS = frozenset({"RGB", "RGBA", "CMYK"})
+"""Modes of uncompressed TIFFs in separate planes that Pillow's raw decoder reads right, with 8-bit samples."""
+_PLANAR_MODES_MISREAD = frozenset({"LA", "La", "LAB"})
+"""Modes of TIFFs in separate planes that libtiff's planar reader, as Pillow uses it, gets wrong (Pillow's own too)."""
+_UNWRITTEN = 0x5A
+"""What a PNG's last row holds before decoding, to tell whether the decoder reached it (its samples: 90 each)."""
+_INFLATE_STEP = 1 << 20
+"""Bytes inflated at a time when a PNG's zlib stream is counted."""
 
 _heif_lock = threading.Lock()
 _heif_registered = False
@@ -249,7 +263,7 @@ def _open(data: bytes, pixel_limit: int) -> Image.Image:
     if heif:
         _ensure_heif_plugin()
     formats = [name for name in sniff.ALLOWED_PILLOW_FORMATS if heif or name != "HEIF"]
-    readable = sniff.jpeg_without_icc_stubs(data)  # the profile itself is read in _colour_profile
+    readable = sniff.readable_by_pillow(data)  # what it skips, such as a JPEG's profile, is read from `data`
     try:
         image = Image.open(io.BytesIO(readable), formats=formats)
     except Image.DecompressionBombError as exc:  # not an OSError: caught explicitly
@@ -296,15 +310,30 @@ def _ycbcr_needs_libtiff(image: TiffImagePlugin.TiffImageFile) -> bool:
 
 
 def _decode_with_libtiff(image: TiffImagePlugin.TiffImageFile) -> None:
-    """Set up the tile and mode Pillow's TIFF plugin gives a compressed YCbCr TIFF, which libtiff decodes to RGB.
+    """Set up the tile and mode Pillow's TIFF plugin gives the same TIFF compressed, which libtiff decodes (a YCbCr
+    one to RGB).
 
     `TiffImagePlugin.READ_LIBTIFF` would do it too, for every TIFF any thread opens meanwhile.
     """
-    tags, tiff = image.tag_v2, TiffImagePlugin
-    extents = (0, 0, tags[tiff.IMAGEWIDTH], tags[tiff.IMAGELENGTH])
-    image.tile = [ImageFile._Tile("libtiff", extents, 0, ("RGBX", False, tags.offset))]
-    image.use_load_libtiff = True
-    image._mode = "RGB"
+    _set_up_as(image, TiffImagePlugin.COMPRESSION, _LIBTIFF_COMPRESSION)
+    image.info["compression"] = "raw"
+
+
+def _set_up_as(image: TiffImagePlugin.TiffImageFile, tag: int, value: int) -> None:
+    """Have Pillow's TIFF plugin set up the tiles and mode it gives the same file with `tag` set to `value`.
+
+    Only Pillow reads the tag from here: libtiff reads the file's own tags.
+    """
+    tags = image.tag_v2
+    saved = tags.get(tag)
+    tags[tag] = value
+    try:
+        image._setup()
+    finally:
+        if saved is None:
+            del tags[tag]
+        else:
+            tags[tag] = saved
 
 
 def _colour_profile(image: Image.Image, data: bytes) -> tuple[bytes | None, bool]:
@@ -314,7 +343,7 @@ def _colour_profile(image: Image.Image, data: bytes) -> tuple[bytes | None, bool
     Code points win over an embedded profile only where the container says so (PNG's cICP); AVIF and HEIF
     report them only for images without one. A JPEG's profile is assembled from its chunks as browsers do.
     """
-    embedded = sniff.jpeg_icc_profile(data) if image.format in ("JPEG", "MPO") else image.info.get("icc_profile")
+    embedded = sniff.jpeg_icc_profile(data) if image.format in ("JPEG", "MPO") else _embedded_profile(image)
     points = sniff.colour_code_points(data)
     if points is None:
         if embedded or "srgb" in image.info or "gamma" not in image.info:
@@ -334,6 +363,16 @@ def _colour_profile(image: Image.Image, data: bytes) -> tuple[bytes | None, bool
         LOG.warning("ignoring colour %s: %s; taking the pixels as %s", cicp.describe(points), exc, fallback)
         return embedded, False
     return built, built is not None
+
+
+def _embedded_profile(image: Image.Image) -> bytes | None:
+    """The ICC profile Pillow found in the container. Only bytes are one: a TIFF's ICC tag of a numeric or text
+    field type comes out as a number, a tuple or a string, and is logged and ignored as an unusable profile is."""
+    profile = image.info.get("icc_profile")
+    if profile is None or isinstance(profile, bytes):
+        return profile
+    LOG.warning("ignoring an ICC profile that is a %s, not bytes", type(profile).__name__)
+    return None
 
 
 def _draft_size(size: tuple[int, int], plans: Sequence[Plan]) -> tuple[int, int] | None:
@@ -371,18 +410,149 @@ def _pillow_orientation(image: Image.Image) -> object:
         return None
 
 
-def _decode(image: Image.Image) -> None:
+def _decode(image: Image.Image, data: bytes) -> None:
+    """Decode the frame browsers show, with the decoder that reads it right; refuse pixel data that is not there."""
     try:
+        if isinstance(image, PngImagePlugin.PngImageFile):
+            _decode_png(image, data)
+            return
+        if isinstance(image, TiffImagePlugin.TiffImageFile):
+            _route_tiff(image)
         image.load()
     except _DECODE_ERRORS as exc:
         raise Rejected("corrupt", f"pixel data cannot be decoded: {exc}") from None
 
 
-def _transparent_around(frame: Image.Image, box: tuple[int, int, int, int] | None) -> Image.Image:
-    """A GIF's screen with what its first image (at `box`) leaves uncovered transparent, as browsers show it.
+def _decode_png(image: PngImagePlugin.PngImageFile, data: bytes) -> None:
+    """Decode the frame browsers show, refusing image data that ends before the frame does.
 
-    Pillow fills that part with colour 0 of the palette, opaque unless it is the transparent one; browsers also
-    ignore the screen's background colour. Variants flatten it onto their `background` where the codec needs it.
+    Pillow takes a zlib stream that ends, whole, after fewer rows than the frame has (libpng: "Not enough image
+    data") and leaves the rest black. So the last row its decoder writes (interlaced: the last odd row, which only
+    Adam7's last pass writes) is filled with `_UNWRITTEN` first. Still so after decoding, the stream is inflated
+    again and counted, which is paid only when the last row has that very colour (or is white in a 1-bit image):
+    measured on the 12 MP photo as a PNG, the mark costs nothing (360 ms to decode either way), a count 146 ms.
+    """
+    pixels = sniff.png_pixels(data)
+    if pixels is None:
+        raise Rejected("corrupt", "PNG does not start with an IHDR chunk (libpng reads no other)")
+    animation_frame = _seek_first_animation_frame(image, data)
+    left, top, right, bottom = image.tile[0].extents
+    height = bottom - top
+    row = height - 1 if not pixels.interlaced or height % 2 == 0 else height - 2
+    box = (left, top + row, right, top + row + 1)
+    bands = len(image.getbands())
+    marker = Image.new(image.mode, (right - left, 1), _UNWRITTEN if bands == 1 else (_UNWRITTEN,) * bands)
+    if row >= 0:
+        if not animation_frame:  # which Pillow decodes over the IDAT image
+            image.im = Image.core.new(image.mode, image.size)
+        image.im.paste(marker.im, box)
+    image.load()
+    if animation_frame:
+        image._prev_im = None  # the IDAT image Pillow keeps to blend the next frame over: not shown
+    if row >= 0 and image.crop(box).tobytes() != marker.tobytes():
+        return
+    needed = pixels.scanline_bytes((right - left, height))
+    inflated = _inflated_size(sniff.png_image_data(data, animation_frame=animation_frame), needed)
+    if inflated < needed:
+        raise Rejected(
+            "corrupt",
+            f"PNG image data ends early: it inflates to {inflated} bytes, the {right - left}x{height} frame's "
+            f"rows take {needed}",
+        )
+
+
+def _seek_first_animation_frame(image: PngImagePlugin.PngImageFile, data: bytes) -> bool:
+    """Seek an APNG whose IDAT image is not part of its animation to the animation's first frame, which browsers
+    show (the IDAT image is for decoders without APNG support); whether it did.
+
+    Browsers start an animation on a transparent black canvas, on which blending a frame OVER it is the same as
+    SOURCE; Pillow would blend it over the IDAT image. An animation without frame data shows the IDAT image
+    (Pillow's seek would fail on it).
+    """
+    if not image.info.get("default_image") or not sniff.png_image_data(data, animation_frame=True):
+        return False
+    image.seek(1)
+    image.blend_op = PngImagePlugin.Blend.OP_SOURCE
+    return True
+
+
+def _inflated_size(pieces: Sequence[memoryview], limit: int) -> int:
+    """How many bytes the zlib stream in `pieces` inflates to, counted up to `limit` or to where it ends or breaks
+    (libpng shows what came before damage after the frame's rows), `_INFLATE_STEP` at a time."""
+    stream, size = zlib.decompressobj(), 0
+    with contextlib.suppress(zlib.error):
+        for piece in pieces:
+            pending = piece
+            while size < limit and not stream.eof:
+                out = stream.decompress(pending, _INFLATE_STEP)
+                size += len(out)
+                pending = stream.unconsumed_tail
+                if not out and not pending:
+                    break
+    return size
+
+
+def _route_tiff(image: TiffImagePlugin.TiffImageFile) -> None:
+    """Send a TIFF to the decoder that reads its layout right, with the strips its frame needs.
+
+    With PlanarConfiguration 2 (each sample in a plane of its own), Pillow's raw decoder unpacks each plane with
+    one letter of the mode's raw mode: right for 8-bit RGB, RGBA and CMYK, garbage or an error for 16-bit samples,
+    MinIsWhite, big-endian or associated-alpha ones. One sample per pixel is the same layout as PlanarConfiguration
+    1, and is read as such; other layouts go to libtiff, as compressed ones do. libtiff's planar reader (through
+    Pillow) zeroes grey's alpha and garbles LAB: those are refused, compressed or not.
+    """
+    tags, tiff = image.tag_v2, TiffImagePlugin
+    planar = tags.get(tiff.PLANAR_CONFIGURATION, 1) == 2
+    if planar and image.mode in _PLANAR_MODES_MISREAD:
+        raise Rejected(
+            "unsupported_format",
+            f"TIFF with {image.mode} samples in separate planes (PlanarConfiguration 2): no decoder here reads "
+            "that layout right",
+        )
+    if planar and not image.use_load_libtiff:
+        if tags.get(tiff.SAMPLESPERPIXEL, 1) == 1:
+            _set_up_as(image, tiff.PLANAR_CONFIGURATION, 1)
+        elif not _planes_pillow_reads(image):
+            _decode_with_libtiff(image)
+    if not image.use_load_libtiff:
+        _strips_for_the_frame(image)
+
+
+def _planes_pillow_reads(image: TiffImagePlugin.TiffImageFile) -> bool:
+    """Whether Pillow's raw decoder reads an uncompressed TIFF in separate planes right: it unpacks each plane with
+    one letter of the raw mode, which is right when those letters are the mode's bands (RGB, RGBA, CMYK; not
+    associated alpha's `RGBa`) and the samples 8-bit."""
+    letters = "".join(dict.fromkeys(tile.args[0] for tile in image.tile))
+    bits = image.tag_v2.get(TiffImagePlugin.BITSPERSAMPLE, ())
+    return image.mode in _PLANAR_MODES_PILLOW_READS and letters == image.mode and set(bits) == {8}
+
+
+def _strips_for_the_frame(image: TiffImagePlugin.TiffImageFile) -> None:
+    """Keep the strips or tiles a TIFF's frame needs, for Pillow's raw decoder, and refuse too few, as libtiff does:
+    Pillow left what too few cover black, and decoded more over the top of the frame again."""
+    width, height = image.size
+    planes = len(image.getbands()) if image.tag_v2.get(TiffImagePlugin.PLANAR_CONFIGURATION, 1) == 2 else 1
+    needed, covered, kept = width * height * planes, 0, 0
+    for left, top, right, bottom in (tile.extents for tile in image.tile):
+        if covered >= needed:
+            break
+        covered, kept = covered + (right - left) * (bottom - top), kept + 1
+    image.tile = image.tile[:kept]
+    if covered < needed:
+        raise Rejected(
+            "corrupt",
+            f"TIFF pixel data is missing: its {len(image.tile)} strips or tiles cover {covered} of the "
+            f"{width}x{height} frame's {width * height * planes} pixels{' in its planes' if planes > 1 else ''}",
+        )
+
+
+def _transparent_around(frame: Image.Image, box: tuple[int, int, int, int] | None) -> Image.Image:
+    """A GIF's screen with what its first image (at `box`) leaves uncovered transparent, as browsers show it; an
+    APNG's canvas around its first frame likewise.
+
+    Pillow fills that part with colour 0 of the palette, opaque unless it is the transparent one (an APNG's with
+    its IDAT image); browsers also ignore the screen's background colour. Variants flatten it onto their
+    `background` where the codec needs it.
     """
     width, height = frame.size
     if box is None or (box[0] <= 0 and box[1] <= 0 and box[2] >= width and box[3] >= height):
@@ -392,6 +562,116 @@ def _transparent_around(frame: Image.Image, box: tuple[int, int, int, int] | Non
     alpha.paste(with_alpha.getchannel("A").crop(box), box[:2])
     with_alpha.putalpha(alpha)
     return with_alpha
+
+
+def _first_frame_box(image: Image.Image, data: bytes) -> tuple[int, int, int, int] | None:
+    """Where the frame we render lies on its canvas when it need not cover it: a GIF's first image, or the first
+    animation frame of an APNG whose IDAT image is not part of its animation (the canvas starts transparent)."""
+    if image.format == "GIF":
+        return sniff.gif_first_image_box(data)
+    if isinstance(image, PngImagePlugin.PngImageFile) and image.tell() == 1:
+        return image.info["bbox"]
+    return None
+
+
+def _as_browsers_show(image: Image.Image, data: bytes) -> Image.Image:
+    """The decoded frame with transparency where browsers give it and Pillow does not, or the other way round: a
+    PNG's tRNS as libpng applies it, a BMP's alpha as Chromium reads it."""
+    if isinstance(image, PngImagePlugin.PngImageFile):
+        return _png_transparency(image, data)
+    if image.format == "BMP":
+        return _bmp_alpha(image, data)
+    return image
+
+
+def _png_transparency(image: PngImagePlugin.PngImageFile, data: bytes) -> Image.Image:
+    """`image` with `info["transparency"]` as libpng applies the tRNS chunk, in Pillow's terms for its mode.
+
+    Pillow applies a tRNS libpng ignores (one longer than the palette, which also fails Pillow's conversion past
+    256 entries), scales 1- to 4-bit grey to 8 bits but not its key, and compares a 16-bit RGB key with its 8-bit
+    pixels: such an image is keyed here on both bytes of each sample.
+    """
+    pixels = sniff.png_pixels(data)
+    image.info.pop("transparency", None)
+    if pixels is None or pixels.transparency is None:
+        return image
+    key = pixels.transparency
+    if isinstance(key, bytes):
+        image.info["transparency"] = key
+        return image
+    if image.mode == "RGB" and pixels.bit_depth == 16:
+        return _keyed_rgb16(image, key, data, interlaced=pixels.interlaced)
+    if image.mode == "RGB":
+        image.info["transparency"] = key
+    else:  # grey: Pillow spreads 1 to 4 bits over 0..255, keeps 8 and 16
+        image.info["transparency"] = key[0] * 255 // ((1 << pixels.bit_depth) - 1) if pixels.bit_depth < 8 else key[0]
+    return image
+
+
+def _keyed_rgb16(
+    image: PngImagePlugin.PngImageFile, key: tuple[int, ...], data: bytes, *, interlaced: bool
+) -> Image.Image:
+    """A 16-bit RGB PNG with the pixels that equal its tRNS key transparent, as RGBA.
+
+    Pillow decodes only the high byte of each sample; the low bytes are decoded again from the same zlib stream
+    (its raw mode for little-endian samples takes the other byte). Paid by 16-bit RGB PNGs with a tRNS only.
+    """
+    box = _first_frame_box(image, data) or (0, 0, *image.size)
+    low = Image.new("RGB", (box[2] - box[0], box[3] - box[1]))
+    stream = b"".join(sniff.png_image_data(data, animation_frame=image.tell() == 1))
+    low.frombytes(stream, "zip", "RGB;16L", int(interlaced))
+    wanted = [value >> 8 for value in key] + [value & 0xFF for value in key]
+    bands = image.crop(box).split() + low.split()
+    differs = [
+        band.point([0 if level == want else 255 for level in range(256)])
+        for band, want in zip(bands, wanted, strict=True)
+    ]
+    alpha = Image.new("L", image.size, 255)
+    alpha.paste(functools.reduce(ImageChops.lighter, differs), box[:2])
+    keyed = image.convert("RGBA")
+    keyed.putalpha(alpha)
+    return keyed
+
+
+def _bmp_alpha(image: Image.Image, data: bytes) -> Image.Image:
+    """A BMP's alpha as Chromium reads it: an alpha channel that is 0 everywhere is unused, so the image is opaque
+    (Windows shows it so too); the alpha bit of an A1R5G5B5 BMP counts (Pillow drops it)."""
+    if image.mode == "RGBA":
+        return image.convert("RGB") if image.getextrema()[3] == (0, 0) else image
+    bitfields = sniff.bmp_bitfields(data)
+    if bitfields is None or bitfields.layout != "A1R5G5B5":
+        return image
+    stride = (image.size[0] * 2 + 3) & ~3  # 16-bit samples, rows padded to 4 bytes
+    pixels = Image.frombuffer(
+        "I;16",
+        image.size,
+        memoryview(data)[bitfields.offset :],
+        "raw",
+        "I;16",
+        stride,
+        -1 if bitfields.height > 0 else 1,
+    )
+    alpha = ImageMath.lambda_eval(lambda args: (args["p"] >> 15) * 255, p=pixels.convert("I")).convert("L")
+    if alpha.getextrema() == (0, 0):
+        return image
+    with_alpha = image.convert("RGBA")
+    with_alpha.putalpha(alpha)
+    return with_alpha
+
+
+def _bmp_layout_refused(rejected: Rejected, data: bytes) -> Rejected:
+    """`unsupported_format` naming the layout for a BMP whose bitfields Pillow has no decoder for (it reads 16-bit
+    R5G6B5 and X1R5G5B5, 32-bit with 8-bit channels): with masks that are runs of bits apart, it is a valid BMP,
+    not a damaged one."""
+    bitfields = sniff.bmp_bitfields(data)
+    layout = bitfields.layout if bitfields is not None else None
+    if bitfields is None or layout is None or not rejected.detail.endswith("Unsupported BMP bitfields layout"):
+        return rejected
+    return Rejected(
+        "unsupported_format",
+        f"BMP with {bitfields.bits}-bit {layout} bitfields: Pillow decodes 16-bit R5G6B5 and X1R5G5B5, "
+        "and 32-bit BMPs with 8-bit channels",
+    )
 
 
 @dataclass
@@ -509,7 +789,10 @@ def render(
     workers = _validate_limits(pixel_limit, max_bytes, workers)
     if len(data) > max_bytes:
         raise Rejected("too_large", f"{len(data)} bytes exceeds the limit {max_bytes}")
-    image = _open(data, pixel_limit)
+    try:
+        image = _open(data, pixel_limit)
+    except Rejected as rejected:
+        raise _bmp_layout_refused(rejected, data) from None
     if automatic:
         workers = _threads_that_fit(workers, image.size[0] * image.size[1], len(data))
     if image.format in ("JPEG", "MPO"):
@@ -520,22 +803,20 @@ def render(
         draft_size = _shrink_on_load(data, original_size, plans)
         if draft_size is not None:
             image.draft(None, draft_size)
-        _decode(image)
+        _decode(image, data)
     else:
         # Other containers may carry EXIF after the pixels (PNG eXIf): decode first. Pillow's TIFF decoder
         # also turns the pixels upright itself (and drops the tag), even for an XMP-only orientation its
         # header size did not announce: the frame's size is known only now. It strips only the XMP forms
         # it reads, so one it has applied must not be read again from another form left in the packet.
         upright_on_load = image.format == "TIFF" and _pillow_orientation(image) in TRANSPOSE_FOR_ORIENTATION
-        _decode(image)
+        _decode(image, data)
         original_size = image.size
         orientation = 1 if upright_on_load else read_orientation(image)
         plans = [plan_variant(original_size, spec, orientation) for spec in specs]
     LOG.debug("decoded %s %s %s at %s", image.format, image.mode, original_size, image.size)
     icc, built_rgb_profile = _colour_profile(image, data)
-    decoded = to_working_mode(image)
-    if image.format == "GIF":
-        decoded = _transparent_around(decoded, sniff.gif_first_image_box(data))
+    decoded = _transparent_around(to_working_mode(_as_browsers_show(image, data)), _first_frame_box(image, data))
     if built_rgb_profile and decoded.mode in ("L", "LA"):
         # Code points or gAMA describe grey pixels too (a greyscale PNG's cICP or gAMA); the profile built is RGB.
         decoded = decoded.convert("RGBA" if decoded.mode == "LA" else "RGB")

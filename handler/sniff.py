@@ -10,10 +10,13 @@ uploads cut short after the frame we render (`truncation`): decoders read only
 the first frame and are content when it is intact, (e) refuse more parts, or
 larger tiles, than any encoder writes (`excess_structure`): their cost no pixel
 limit bounds,
-(f) read colour a container describes by H.273 code points (`colour_code_points`), and
+(f) read colour a container describes by H.273 code points (`colour_code_points`),
 (g) read what browsers read otherwise than Pillow: a JPEG's ICC profile, assembled from its chunks
-(`jpeg_icc_profile`; `jpeg_without_icc_stubs` hides the chunks Pillow's parser fails on), and where a GIF's
-first image lies on its screen, which is transparent around it (`gif_first_image_box`).
+(`jpeg_icc_profile`), and where a GIF's first image lies on its screen, which is transparent around it
+(`gif_first_image_box`), (h) hide from Pillow the parts its parsers fail on and browsers skip
+(`readable_by_pillow`), and (i) read the fields libpng and Chromium decode by that Pillow reads otherwise or
+not at all: a PNG's bit depth, interlacing and tRNS as libpng applies it (`png_pixels`) and its image data
+(`png_image_data`), a BMP's bitfield masks (`bmp_bitfields`).
 """
 
 from __future__ import annotations
@@ -25,8 +28,11 @@ import operator
 import re
 import struct
 import sys
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+
+from PIL import PngImagePlugin
 
 LOG = logging.getLogger(__name__)
 
@@ -253,6 +259,16 @@ def _meta(data: bytes) -> tuple[int, int] | None:
     return _full_box_payload(data, _child(data, 0, len(data), b"meta"))
 
 
+def _ispe_sizes(data: bytes, ipco: tuple[int, int]) -> list[tuple[int, int] | None]:
+    """The (width, height) of each `ipco` property that is an image spatial extent (`ispe`), None for the others."""
+    return [
+        (int.from_bytes(data[s + 4 : s + 8], "big"), int.from_bytes(data[s + 8 : s + 12], "big"))
+        if kind == b"ispe" and e - s >= 12
+        else None
+        for kind, s, e in itertools.islice(_boxes(data, *ipco), _MAX_ITEM_ENTRIES)
+    ]
+
+
 def _iso_bmff_size(data: bytes) -> tuple[int, int] | None:
     """The largest image spatial extent (`meta/iprp/ipco/ispe`) a HEIF or AVIF declares: the primary image or grid."""
     meta = _meta(data)
@@ -260,11 +276,7 @@ def _iso_bmff_size(data: bytes) -> tuple[int, int] | None:
     ipco = iprp and _child(data, *iprp, b"ipco")
     if not ipco:
         return None
-    sizes = [
-        (int.from_bytes(data[s + 4 : s + 8], "big"), int.from_bytes(data[s + 8 : s + 12], "big"))
-        for kind, s, e in itertools.islice(_boxes(data, *ipco), _MAX_ITEM_ENTRIES)
-        if kind == b"ispe" and e - s >= 12
-    ]
+    sizes = [size for size in _ispe_sizes(data, ipco) if size is not None]
     return max(sizes, key=lambda size: size[0] * size[1], default=None)
 
 
@@ -301,41 +313,53 @@ def _primary_item(data: bytes, meta: tuple[int, int]) -> int | None:
     return int.from_bytes(data[start : start + size], "big")
 
 
-def _first_source(data: bytes, meta: tuple[int, int], item: int) -> int | None:
-    """The first item `item` is derived from (`iref` `dimg`: a grid's first tile), or None."""
+def _item_references(data: bytes, meta: tuple[int, int], kind: bytes) -> Iterator[tuple[int, list[int]]]:
+    """(from item, to items) of each `kind` reference box in `meta`'s `iref` (`dimg`: a derived image's inputs)."""
     iref = _item_box(data, meta, b"iref")
     if iref is None:
-        return None
+        return
     size, start, end = iref
-    for kind, s, e in itertools.islice(_boxes(data, start, end), _MAX_ITEM_ENTRIES):
-        if kind == b"dimg" and e - s >= 2 * size + 2 and int.from_bytes(data[s : s + size], "big") == item:
-            return int.from_bytes(data[s + size + 2 : s + 2 * size + 2], "big")
-    return None
+    for box_kind, s, e in itertools.islice(_boxes(data, start, end), _MAX_ITEM_ENTRIES):
+        if box_kind != kind or e - s < size + 2:
+            continue
+        first = s + size + 2
+        count = min(int.from_bytes(data[s + size : first], "big"), (e - first) // size)
+        targets = [int.from_bytes(data[p : p + size], "big") for p in range(first, first + count * size, size)]
+        yield int.from_bytes(data[s : s + size], "big"), targets
 
 
-def _item_properties(data: bytes, iprp: tuple[int, int], item: int) -> list[int] | None:
-    """1-based `ipco` indices of the properties `ipma` associates with `item`; None if it names no such item."""
+def _first_source(data: bytes, meta: tuple[int, int], item: int) -> int | None:
+    """The first item `item` is derived from (`iref` `dimg`: a grid's first tile), or None."""
+    sources = (targets for source, targets in _item_references(data, meta, b"dimg") if source == item)
+    return next((targets[0] for targets in sources if targets), None)
+
+
+def _associations(data: bytes, iprp: tuple[int, int]) -> Iterator[tuple[int, list[int]]]:
+    """(item, 1-based `ipco` indices of its properties) of each `ipma` entry, up to the first that is cut."""
     ipma = _child(data, *iprp, b"ipma")
     head = ipma and _full_box(data, ipma)
     if not head or head[3] - head[2] < 4:
-        return None
+        return
     version, flags, pos, end = head
     id_size, index_size = (2 if version == 0 else 4), (2 if flags & 1 else 1)
+    mask = 0x7FFF if index_size == 2 else 0x7F  # the top bit flags the property as essential
     entries = int.from_bytes(data[pos : pos + 4], "big")
     pos += 4
     for _ in range(min(entries, _MAX_ITEM_ENTRIES)):
         if pos + id_size + 1 > end:
-            return None
-        entry, count = int.from_bytes(data[pos : pos + id_size], "big"), data[pos + id_size]
+            return
+        item, count = int.from_bytes(data[pos : pos + id_size], "big"), data[pos + id_size]
         pos += id_size + 1
-        if entry == item:
-            if pos + count * index_size > end:
-                return None
-            mask = 0x7FFF if index_size == 2 else 0x7F  # the top bit flags the property as essential
-            starts = range(pos, pos + count * index_size, index_size)
-            return [int.from_bytes(data[p : p + index_size], "big") & mask for p in starts]
+        if pos + count * index_size > end:
+            return
+        starts = range(pos, pos + count * index_size, index_size)
+        yield item, [int.from_bytes(data[p : p + index_size], "big") & mask for p in starts]
         pos += count * index_size
-    return None
+
+
+def _item_properties(data: bytes, iprp: tuple[int, int], item: int) -> list[int] | None:
+    """1-based `ipco` indices of the properties `ipma` associates with `item`; None if it names no such item."""
+    return next((indices for entry, indices in _associations(data, iprp) if entry == item), None)
 
 
 def _iso_bmff_colour(data: bytes) -> CodePoints | None:
@@ -517,41 +541,32 @@ def _gif_missing(data: bytes) -> str | None:
     return f"the file ends at offset {end} after the {last}, without an image or the trailer (0x3B)"
 
 
-# A marker inside entropy-coded data: 0xFF then neither a stuffed zero, a restart marker nor a fill byte.
-_NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+# A marker that starts a segment or ends the image: 0xFF, then neither a stuffed zero, a fill byte, nor a marker that
+# stands alone (TEM, RST0-7). Searched for in C over what lies between segments and over entropy-coded data.
+_SEGMENT_MARKER = re.compile(rb"\xff[^\x00\x01\xd0-\xd7\xff]")
+_FILL_PAIR = re.compile(rb"\xff\xff")
 
 
 def _jpeg_segments(data: bytes) -> Iterator[tuple[int, int, int]]:
-    """(marker, start of payload, end) of each segment of a JPEG's first image, in order, up to its EOI.
+    """(marker, start of payload, end) of each segment of a JPEG's first image, in order, then of its EOI (empty).
 
-    Fill bytes and markers without a length are passed over, and so is junk between segments, as
-    Pillow does. After a scan (SOS) its entropy-coded data is searched in C for the next marker. A cut
-    or damaged file ends the walk: the decoder reports it.
+    Fill bytes, markers without a length and junk between segments are passed over, as Pillow does, and so is a
+    scan's entropy-coded data: each stretch in one search in C (a 12 MP photo's walk takes 2 ms, 49 MiB of fill
+    bytes 0.6 s; a Python step a byte took 5 s for 10 MiB). `_jpeg_excess` bounds what Pillow and libjpeg step
+    through after it. A cut or damaged file ends the walk: the decoder reports it.
     """
     end, pos = len(data), 2
-    while pos + 4 <= end:
-        if data[pos] != 0xFF:
-            found = _NEXT_MARKER.search(data, pos)
-            if found is None:
-                return
-            pos = found.start()
+    while (found := _SEGMENT_MARKER.search(data, pos)) is not None:
+        pos = found.start()
         marker = data[pos + 1]
         if marker == 0xD9:  # end of the first image
+            yield marker, pos + 2, pos + 2
             return
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
-            pos += 2
-            continue
+        if pos + 4 > end:
+            return
         segment_end = pos + 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
         yield marker, pos + 4, segment_end
         pos = segment_end
-        if marker == 0xDA:
-            found = _NEXT_MARKER.search(data, pos)
-            if found is None:
-                return
-            pos = found.start()
 
 
 # Start-of-frame markers of lossless JPEG (SOF3, 7, 11, 15): no DCT, so libjpeg cannot decode them scaled.
@@ -584,8 +599,6 @@ def _mp_index(data: bytes) -> tuple[int, bytes] | None:
 _ICC_SIGNATURE = b"ICC_PROFILE\0"
 _ICC_CHUNK_HEADER = len(_ICC_SIGNATURE) + 2
 """An APP2 ICC chunk starts with the signature, its sequence number (1..count) and the count of chunks."""
-_NOT_ICC_SIGNATURE = b"ICC_SKIPPED\0"
-"""What a stub chunk's signature becomes, in as many bytes: an APP2 segment no reader takes for ICC."""
 
 
 def _jpeg_icc_chunks(data: bytes) -> list[tuple[int, int]]:
@@ -638,30 +651,167 @@ def jpeg_icc_profile(data: bytes) -> bytes | None:
     return profile
 
 
-def jpeg_without_icc_stubs(data: bytes) -> bytes:
-    """The upload with the signature of each APP2 ICC chunk too short for its sequence number and count changed,
-    so that Pillow skips the chunk as libjpeg-turbo does; the same object when there is none (or no JPEG).
+# --- parts Pillow's parsers fail on and browsers' decoders skip ------------------------------------------------
 
-    Pillow's header parser reads the count from whichever chunk sorts first: one of fewer than 14 bytes (the
-    signature alone, or with a sequence number) is an IndexError, and the whole upload unreadable. The
-    replacement has the same length, so no offset into the file (EXIF, the MP index) moves.
+_Skip = tuple[str, list[tuple[int, bytes]]]
+"""A part to hide from Pillow: what it is, and the same-length writes that rename it (offset, new bytes)."""
+
+_PILLOW_APP_SIGNATURES = {0xE0: b"JFIF", 0xE2: _ICC_SIGNATURE, 0xED: b"Photoshop 3.0\0", 0xEE: b"Adobe"}
+"""APP segments Pillow's JPEG header parser reads, by marker, and their signature."""
+_LIBJPEG_APP_SIZES = {0xE0: 14, 0xE2: _ICC_CHUNK_HEADER, 0xEE: 12}
+"""Bytes libjpeg needs in an APP0 JFIF, APP2 ICC or APP14 Adobe segment to read it (`examine_app0`, `examine_app14`,
+`jpeg_read_icc_profile`): it skips shorter ones. Pillow reads 7 of JFIF and Adobe, and 14 of an ICC chunk."""
+_PNG_FIXED_SIZES = {b"gAMA": 4, b"cHRM": 32, b"sRGB": 1, b"pHYs": 9}
+"""Bytes the PNG spec gives these chunks: libpng ignores one of another size."""
+_PNG_TRNS_SIZES = {0: 2, 2: 6}
+"""tRNS bytes by IHDR colour type: a 16-bit grey sample, an RGB triple. Palette entries vary; alpha types have none."""
+_PNG_APNG_CHUNKS = frozenset({b"acTL", b"fcTL", b"fdAT"})
+
+
+def readable_by_pillow(data: bytes) -> bytes:
+    """The upload with each part that Pillow's parser fails on, and browsers' decoders skip, renamed so that Pillow
+    skips it too; the same object when there is none.
+
+    JPEG: APP segments too short for what libjpeg reads of them (`_jpeg_unreadable`). PNG: ancillary chunks that
+    libpng ignores as benign errors (`_png_unreadable`). Renaming keeps every length, so no offset into the file
+    (EXIF, the MP index) moves; a renamed PNG chunk gets its CRC anew. The colour a skipped part describes is
+    read elsewhere from the upload itself, as browsers read it (`jpeg_icc_profile`), or is lost with the part
+    (a PNG's iCCP: sRGB, as in browsers).
     """
-    if _signature(data) != "JPEG":
+    container = _signature(data)
+    skips = _jpeg_unreadable(data) if container == "JPEG" else _png_unreadable(data) if container == "PNG" else []
+    if not skips:
         return data
-    stubs = [start for start, end in _jpeg_icc_chunks(data) if end - start < _ICC_CHUNK_HEADER]
-    if not stubs:
-        return data
+    names = "; ".join(what for what, _ in skips[:5]) + ("; ..." if len(skips) > 5 else "")
+    LOG.warning("skipping %d part(s) browsers skip and Pillow cannot read in the %s: %s", len(skips), container, names)
     view, parts, pos = memoryview(data), [], 0
-    for start in stubs:
-        parts += [view[pos:start], _NOT_ICC_SIGNATURE]
-        pos = start + len(_ICC_SIGNATURE)
+    for at, replacement in sorted(write for _, writes in skips for write in writes):
+        parts += [view[pos:at], replacement]
+        pos = at + len(replacement)
     return b"".join([*parts, view[pos:]])
+
+
+def _jpeg_unreadable(data: bytes) -> list[_Skip]:
+    """APP segments before the first scan that Pillow's header parser fails on, their signature to be lowercased.
+
+    JFIF, Adobe and ICC segments shorter than libjpeg reads (Pillow unpacks a JFIF's or Adobe's version past the end
+    of one of fewer than 7 bytes, and an ICC chunk's count past the end of one of fewer than 14), and Photoshop
+    segments whose resource blocks Pillow walks past the end (`_photoshop_unreadable`). libjpeg skips all of these
+    (Adobe's transform, which CMYK and YCCK need, is in its 12th byte: a segment carrying it is never renamed).
+    """
+    skips: list[_Skip] = []
+    for marker, start, segment_end in _jpeg_segments(data):
+        if marker == 0xDA:
+            break
+        signature, end = _PILLOW_APP_SIGNATURES.get(marker), min(segment_end, len(data))
+        if signature is None or not data.startswith(signature, start, end):
+            continue
+        short = end - start < _LIBJPEG_APP_SIZES.get(marker, 0)
+        if short or (marker == 0xED and _photoshop_unreadable(data[start:end])):
+            what = f"{signature.rstrip(bytes(1)).decode()} segment of {end - start} bytes at offset {start - 4}"
+            skips.append((what, [(start, signature.lower())]))
+    return skips
+
+
+def _photoshop_unreadable(payload: bytes) -> bool:
+    """Whether Pillow's walk of the image resource blocks in an APP13 Photoshop segment fails: a block cut right after
+    its resource ID is an IndexError it does not catch. Other cuts end its walk with a struct.error it catches."""
+    offset, end = len(b"Photoshop 3.0\0"), len(payload)
+    while payload[offset : offset + 4] == b"8BIM":
+        resource, offset = payload[offset + 4 : offset + 6], offset + 6
+        if offset >= end:
+            return offset == end  # the name's length byte is missing: Pillow indexes past the end
+        offset += 1 + payload[offset]
+        offset += offset & 1
+        if offset + 4 > end:
+            return False
+        size, offset = int.from_bytes(payload[offset : offset + 4], "big"), offset + 4
+        if resource == b"\x03\xed" and min(size, end - offset) < 14:  # ResolutionInfo too short: caught
+            return False
+        offset += size + (size & 1)
+    return False
+
+
+def _png_unreadable(data: bytes) -> list[_Skip]:
+    """Ancillary chunks Pillow refuses and libpng ignores (a benign error), to be renamed private and so unknown.
+
+    A CRC that does not match (Pillow checks those before the image data); a gAMA, cHRM, sRGB, pHYs or (grey and
+    RGB) tRNS chunk of another size than the PNG spec's (Pillow refuses shorter ones and reads longer ones); and
+    the text and profile chunks `_png_text_problem` names. APNG's chunks are left to the APNG reader.
+    """
+    skips: list[_Skip] = []
+    colour_type = data[25] if len(data) > 25 and data[12:16] == b"IHDR" else None
+    text_budget = PngImagePlugin.MAX_TEXT_MEMORY
+    for kind, at, length in _png_chunks(data):
+        payload_end = at + 8 + length
+        if not kind[0] & 0x20 or kind in _PNG_APNG_CHUNKS or payload_end + 4 > len(data):
+            continue  # critical, APNG or cut: the decoder or the truncation check names it
+        payload = memoryview(data)[at + 8 : payload_end]
+        problem = None
+        if zlib.crc32(payload, zlib.crc32(kind)) != int.from_bytes(data[payload_end : payload_end + 4], "big"):
+            problem = "its CRC does not match"
+        elif kind in _PNG_FIXED_SIZES and length != _PNG_FIXED_SIZES[kind]:
+            problem = f"the PNG spec's size is {_PNG_FIXED_SIZES[kind]}"
+        elif kind == b"tRNS" and colour_type in _PNG_TRNS_SIZES and length != _PNG_TRNS_SIZES[colour_type]:
+            problem = f"the size for colour type {colour_type} is {_PNG_TRNS_SIZES[colour_type]}"
+        elif kind in (b"iCCP", b"tEXt", b"zTXt", b"iTXt"):
+            problem, spent = _png_text_problem(kind, bytes(payload), text_budget)
+            text_budget -= spent
+        if problem is not None:
+            renamed = kind[:1] + bytes([kind[1] | 0x20]) + kind[2:]
+            crc = zlib.crc32(payload, zlib.crc32(renamed)).to_bytes(4, "big")
+            what = f"{kind.decode('latin-1')} chunk of {length} bytes at offset {at}: {problem}"
+            skips.append((what, [(at + 4, renamed), (payload_end, crc)]))
+    return skips
+
+
+def _png_text_problem(kind: bytes, payload: bytes, budget: int) -> tuple[str | None, int]:
+    """Why Pillow would refuse an iCCP, tEXt, zTXt or iTXt chunk (None: it reads it, or drops it itself), and the
+    bytes of text it keeps of it or that were inflated here to tell, out of `budget` left.
+
+    Refused: an iCCP without a name of 1-79 bytes and compression method 0 (libpng's rule; Pillow fails on some),
+    a zTXt with another method, a zTXt, compressed iTXt or iCCP that inflates past Pillow's `MAX_TEXT_CHUNK`, and
+    text that would take Pillow past `MAX_TEXT_MEMORY` in all. Once that much was inflated here, every further
+    compressed chunk is refused uninflated: the work stays bounded as Pillow's own.
+    """
+    too_much = f"the PNG's text inflates past Pillow's {PngImagePlugin.MAX_TEXT_MEMORY} bytes in all"
+    name, separator, rest = payload.partition(b"\0")
+    if kind == b"tEXt" or (kind == b"iTXt" and rest[:1] == b"\0"):
+        size = len(rest) if name else 0  # an iTXt's value follows its flags, language and keyword: near enough
+        return (too_much if size > budget else None), size
+    if kind == b"iCCP" and not (separator and 1 <= len(name) <= 79 and rest[:1] == b"\0"):
+        return "it has no name of 1-79 bytes and compression method 0", 0
+    if kind == b"zTXt" and rest[:1] not in (b"", b"\0"):
+        return f"its compression method is {rest[0]}, not 0", 0
+    if kind == b"iTXt":
+        fields = rest[2:].split(b"\0", 2)
+        if not separator or len(rest) < 2 or rest[1] != 0 or len(fields) < 3:
+            return None, 0  # Pillow skips what it cannot parse, and text compressed otherwise than by zlib
+        compressed = fields[2]
+    else:
+        compressed = rest[1:]
+    if budget <= 0:
+        return too_much, 0
+    inflater = zlib.decompressobj()
+    try:
+        size = len(inflater.decompress(compressed, PngImagePlugin.MAX_TEXT_CHUNK))
+    except zlib.error:
+        return None, 0
+    if inflater.unconsumed_tail:
+        return f"it inflates past Pillow's {PngImagePlugin.MAX_TEXT_CHUNK} bytes", size
+    return (too_much if size > budget else None), size
 
 
 JPEG_SCAN_LIMIT = 100
 """Scans accepted in a JPEG. Encoders write about 10; libjpeg decodes each over the whole frame."""
 HEADER_PART_LIMIT = 1000
 """JPEG segments, or PNG chunks and GIF extensions before the first frame's data, accepted; files have tens."""
+JPEG_PADDING_LIMIT = 65_536
+"""Bytes of padding accepted in a JPEG's first image: fill bytes (0xFF), markers without a length (RST0-7, TEM)
+and junk between the segments before its first scan, and fill bytes (counted in pairs) after it. Encoders write
+none, or a few fill bytes. Pillow's header parser steps through padding one byte at a time in Python (about 0.4 s
+a megabyte), and libjpeg, fed in 64 KiB blocks, reads a run of fill bytes again from its start with each block:
+50 MiB of fill bytes before a 64x48 frame took 75 s, 49 MiB before its EOI 22 s."""
 GIF_SUB_BLOCK_LIMIT = 1_000_000
 """GIF data sub-blocks accepted before the first image (a 1 MB ICC profile takes about 4000)."""
 PNG_CHUNK_LIMIT = 100_000
@@ -672,26 +822,59 @@ TIFF_TILE_PIXELS = 4096 * 4096
 """Pixels a TIFF tile may have when its frame has fewer. Writers use 256x256 or 512x512 tiles, also on smaller
 frames; libtiff allocates and fills a whole tile however little of it the frame covers: one LZW tile of 25984x25984
 pixels in a 331-byte file of 64x48 took 1.9 GB, a tile of this size about 50 MB."""
+WEBP_CHUNK_LIMIT = 100_000
+"""Chunks accepted in a WebP: a still image has up to six, an animation one more a frame (a 50 MiB one of tiny
+frames might have tens of thousands)."""
 ISO_BMFF_PART_LIMIT = 10_000
 """Items, properties, property associations or item references accepted in a HEIF or AVIF `meta` box."""
+DERIVED_INPUT_RATIO = 4
+"""Times its own pixels the inputs of a HEIF or AVIF derived image (a grid, an overlay) may have in all. A grid's
+tiles may overhang its output by less than one tile (MIAF 7.3.11.4.2), so tiles no larger than the output cover
+less than 4 times it. libheif decodes every input whole, whatever of it the output shows (about 0.05 s a
+megapixel): 900 tiles of 1440x960 sharing one 290 KB bitstream, for a 64x64 grid, took 44 s."""
+DERIVED_INPUT_PIXELS = 4096 * 4096
+"""Pixels the inputs of a small derived image may have in all, whatever its size: one 512x512 tile covers a 100x100
+grid 26 times over. libheif decodes this many in about a second."""
 
 
 def _jpeg_excess(data: bytes) -> str | None:
-    """More segments or scans in the first image than `HEADER_PART_LIMIT` or `JPEG_SCAN_LIMIT`.
+    """More segments or scans in the first image than `HEADER_PART_LIMIT` or `JPEG_SCAN_LIMIT`, or more padding
+    than `JPEG_PADDING_LIMIT`: bytes between the segments before the first scan, which Pillow's header parser steps
+    through, and fill bytes after it, which libjpeg reads again from the start of their run whenever it waits
+    for more input.
 
     Segments are walked by their length, so thumbnails inside APP segments do not count, and the walk
     ends at the first image's EOI, so an MPO's later images do not count either.
     """
-    segments = scans = 0
-    for marker, _, _ in _jpeg_segments(data):
-        if marker != 0xDA:
+    segments = scans = padding = 0
+    end, first_scan, eoi = 2, None, None  # after the SOI marker
+    for marker, start, segment_end in _jpeg_segments(data):
+        at = start - (2 if marker == 0xD9 else 4)  # the marker, before its length if it has one
+        if first_scan is None:
+            padding += at - end
+        end = segment_end
+        if marker == 0xD9:
+            eoi = at
+        elif marker == 0xDA:
+            first_scan = end if first_scan is None else first_scan
+            scans += 1
+            if scans > JPEG_SCAN_LIMIT:
+                return (
+                    f"JPEG has more than {JPEG_SCAN_LIMIT} scans (encoders write about 10), each decoded over the frame"
+                )
+        else:
             segments += 1
             if segments > HEADER_PART_LIMIT:
                 return f"JPEG has more than {HEADER_PART_LIMIT} marker segments"
-            continue
-        scans += 1
-        if scans > JPEG_SCAN_LIMIT:
-            return f"JPEG has more than {JPEG_SCAN_LIMIT} scans (encoders write about 10), each decoded over the frame"
+    if first_scan is None:  # Pillow's header parser reads on, past an EOI too, to the end of the file
+        padding += max(0, len(data) - end)
+    elif _FILL_PAIR.search(data, first_scan, eoi or len(data)):  # none in a photo: a 12 MP one is searched in 2 ms
+        padding += 2 * data.count(b"\xff\xff", first_scan, eoi or len(data))
+    if padding > JPEG_PADDING_LIMIT:
+        return (
+            f"JPEG has more than {JPEG_PADDING_LIMIT} bytes of fill bytes, markers without a length or junk "
+            "between its segments (encoders write none or a few)"
+        )
     return None
 
 
@@ -713,6 +896,23 @@ def _png_excess(data: bytes) -> str | None:
     if sum(1 for _ in itertools.islice(_png_chunks(data), PNG_CHUNK_LIMIT + 1)) > PNG_CHUNK_LIMIT:
         return f"PNG has more than {PNG_CHUNK_LIMIT} chunks (encoders split 50 MiB of image data into about 6400)"
     return None
+
+
+def _webp_excess(data: bytes) -> str | None:
+    """More chunks in the RIFF container than `WEBP_CHUNK_LIMIT`.
+
+    libwebp's demuxer keeps a record of every chunk of an extended (VP8X) WebP, unknown ones too: 6 million empty
+    chunks (46 MiB) took 342 MB. Only top-level chunks count: an unknown chunk inside a frame ends the frame.
+    """
+    end, pos = min(len(data), 8 + int.from_bytes(data[4:8], "little")), 12
+    for _ in range(WEBP_CHUNK_LIMIT):
+        if pos + 8 > end:
+            return None
+        size = int.from_bytes(data[pos + 4 : pos + 8], "little")
+        pos += 8 + size + (size & 1)
+    if pos + 8 > end:
+        return None
+    return f"WebP has more than {WEBP_CHUNK_LIMIT} chunks (an animation has one a frame, a still image a few)"
 
 
 # The bytes that start a GIF block (extension, image, trailer): Pillow skips any other between blocks.
@@ -805,9 +1005,10 @@ def _tiff_excess(data: bytes) -> str | None:
 
 
 def _iso_bmff_excess(data: bytes) -> str | None:
-    """More items, properties, associations or references in `meta` than `ISO_BMFF_PART_LIMIT`.
+    """More items, properties, associations or references in `meta` than `ISO_BMFF_PART_LIMIT`, or a derived image
+    whose inputs cost more to decode than `_derived_excess` allows.
 
-    libavif keeps a record of each: 6 million empty properties (48 MB) took 0.8 s and 780 MB to open.
+    libavif keeps a record of each part: 6 million empty properties (48 MB) took 0.8 s and 780 MB to open.
     """
     meta = _meta(data)
     if meta is None:
@@ -819,7 +1020,6 @@ def _iso_bmff_excess(data: bytes) -> str | None:
     lists = {  # boxes, counted
         "properties": iprp and _child(data, *iprp, b"ipco"),
         "item infos": _full_box_payload(data, _child(data, *meta, b"iinf"), lambda v: 2 if v == 0 else 4),
-        "item references": _full_box_payload(data, _child(data, *meta, b"iref")),
     }
     tables = {  # entries, as declared: (span starting at the count, count width)
         "property associations": (iprp and _full_box_payload(data, _child(data, *iprp, b"ipma")), 4),
@@ -831,17 +1031,60 @@ def _iso_bmff_excess(data: bytes) -> str | None:
     for what, (span, width) in tables.items():
         if span and span[1] - span[0] >= width and int.from_bytes(data[span[0] : span[0] + width], "big") > limit:
             return _too_many_parts(data, what)
-    return None
+    if _reference_count(data, meta) > limit:
+        return _too_many_parts(data, "item references")
+    return _derived_excess(data, meta, iprp) if iprp else None
 
 
 def _too_many_parts(data: bytes, what: str) -> str:
     return f"{_signature(data)} has more than {ISO_BMFF_PART_LIMIT} {what} (phone photos have about 100 items)"
 
 
+def _reference_count(data: bytes, meta: tuple[int, int]) -> int:
+    """Items `iref` references, one at least per reference box, counted up to `ISO_BMFF_PART_LIMIT` + 1 boxes."""
+    iref = _item_box(data, meta, b"iref")
+    if iref is None:
+        return 0
+    size, start, end = iref
+    count = 0
+    for _, s, e in itertools.islice(_boxes(data, start, end), ISO_BMFF_PART_LIMIT + 1):
+        declared = int.from_bytes(data[s + size : s + size + 2], "big") if e - s >= size + 2 else 0
+        count += max(1, min(declared, (e - s - size - 2) // size))
+    return count
+
+
+def _derived_excess(data: bytes, meta: tuple[int, int], iprp: tuple[int, int]) -> str | None:
+    """A derived image (a grid, an overlay) of several inputs that together have more pixels than
+    `DERIVED_INPUT_RATIO` times its own and than `DERIVED_INPUT_PIXELS`.
+
+    Each input counts as its `ispe` grown by 64 pixels a side, the coded frame libheif accepts for it (an input
+    without `ispe`: as 64x64); a derived image without `ispe` counts as empty.
+    """
+    ipco = _child(data, *iprp, b"ipco")
+    if ipco is None:
+        return None
+    extents = _ispe_sizes(data, ipco)
+    sizes: dict[int, tuple[int, int]] = {}
+    for item, indices in _associations(data, iprp):
+        found = [extents[i - 1] for i in indices if 0 < i <= len(extents) and extents[i - 1] is not None]
+        sizes[item] = max(found, key=lambda size: size[0] * size[1], default=(0, 0))
+    for item, inputs in _item_references(data, meta, b"dimg"):
+        width, height = sizes.get(item, (0, 0))
+        decoded = sum((w + 64) * (h + 64) for w, h in (sizes.get(source, (0, 0)) for source in inputs))
+        if len(inputs) > 1 and decoded > max(DERIVED_INPUT_RATIO * width * height, DERIVED_INPUT_PIXELS):
+            return (
+                f"{_signature(data)} has a grid or overlay of {width}x{height} pixels whose {len(inputs)} input "
+                f"images have {decoded} pixels, more than {DERIVED_INPUT_RATIO} times its own and "
+                f"{DERIVED_INPUT_PIXELS} (each input is decoded whole)"
+            )
+    return None
+
+
 _EXCESS_WALKS = {
     "JPEG": _jpeg_excess,
     "PNG": _png_excess,
     "GIF": _gif_excess,
+    "WEBP": _webp_excess,
     "TIFF": _tiff_excess,
     "AVIF": _iso_bmff_excess,
     "HEIF": _iso_bmff_excess,
@@ -1030,3 +1273,138 @@ def truncation(data: bytes) -> str | None:
         LOG.warning("%s not checked for truncation: %s", name, exc)
         return None
     return None if missing is None else f"{name} is truncated: {missing}"
+
+
+# --- pixels as browsers decode them: what the decode helpers in pipeline.py read from the container -------
+
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+"""Samples per pixel of each PNG colour type: grey, RGB, palette, grey and alpha, RGBA."""
+_ADAM7_PASSES = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+"""First column, first row, column step and row step of each Adam7 pass."""
+
+
+@dataclass(frozen=True)
+class PngPixels:
+    """How a PNG stores its pixels (IHDR), and the transparency libpng (so every browser) gives them (tRNS)."""
+
+    bit_depth: int
+    colour_type: int
+    interlaced: bool
+    transparency: bytes | tuple[int, ...] | None
+    """A palette's alpha for each entry from the first (entries after them are opaque), or the grey (one sample)
+    or RGB (three) that is transparent, at the file's bit depth; None when libpng applies no tRNS."""
+
+    def scanline_bytes(self, size: tuple[int, int]) -> int:
+        """What the zlib stream of a frame of `size` inflates to: a filter byte and the samples of each row
+        (of each Adam7 pass that has pixels)."""
+        width, height = size
+        bits = self.bit_depth * _PNG_CHANNELS[self.colour_type]
+        total = 0
+        for column, row, column_step, row_step in _ADAM7_PASSES if self.interlaced else ((0, 0, 1, 1),):
+            columns, rows = -(-(width - column) // column_step), -(-(height - row) // row_step)
+            if columns > 0 and rows > 0:
+                total += rows * (1 + (columns * bits + 7) // 8)
+        return total
+
+
+def png_pixels(data: bytes) -> PngPixels | None:
+    """The IHDR of a PNG (None for other containers) and its tRNS as libpng applies it.
+
+    libpng ignores a tRNS (a benign error) that is repeated, comes before a palette image's PLTE or is followed
+    by a PLTE, is on a colour type with alpha, or has the wrong length: a palette's may not be longer than the
+    palette, which keeps at most 2**bit depth entries. It compares a colour key in the sample's bits only.
+    Pillow applies any tRNS it finds, the last one, and fails on a palette's longer than 256 entries.
+    """
+    if _signature(data) != "PNG" or data[12:16] != b"IHDR" or len(data) < 29:
+        return None
+    depth, colour, interlace = data[24], data[25], data[28]
+    if colour not in _PNG_CHANNELS:
+        return None
+    mask, entries, accepted = (1 << depth) - 1, 0, False
+    transparency: bytes | tuple[int, ...] | None = None
+    for kind, at, length in _png_header_chunks(data):
+        payload = data[at : at + length]
+        if kind == b"PLTE" and colour in (2, 3, 6) and length <= 3 * 256 and length % 3 == 0:
+            entries = entries or min(length // 3, 1 << depth if colour == 3 else 256)
+            transparency = None  # "tRNS must be after" PLTE: libpng cancels it, and counts it as seen
+        elif kind == b"tRNS" and not accepted:
+            if colour == 3 and 0 < length <= entries:
+                transparency = payload
+            elif colour in (0, 2) and length == 2 * _PNG_CHANNELS[colour]:
+                transparency = tuple(value & mask for value in struct.unpack(f">{length // 2}H", payload))
+            else:
+                continue  # ignored, so a later tRNS is no duplicate
+            accepted = True
+    return PngPixels(depth, colour, interlace == 1, transparency)
+
+
+def png_image_data(data: bytes, *, animation_frame: bool = False) -> list[memoryview]:
+    """The zlib stream of a PNG's image, in pieces: the IDAT chunks' payloads, or with `animation_frame` those of
+    the fdAT chunks of the first frame that has an fcTL (less their sequence numbers): an APNG's first frame when
+    its IDAT image is not part of the animation."""
+    view, pieces, in_frame = memoryview(data), [], False
+    for kind, at, length in _png_chunks(data):
+        payload = view[at + 8 : at + 8 + length]
+        if not animation_frame:
+            if kind == b"IDAT":
+                pieces.append(payload)
+            elif pieces:
+                break
+        elif kind == b"fcTL":
+            if in_frame:
+                break
+            in_frame = True
+        elif kind == b"fdAT" and in_frame:
+            pieces.append(payload[4:])
+    return pieces
+
+
+_BMP_BITFIELDS = (3, 6)
+"""BI_BITFIELDS and BI_ALPHABITFIELDS: the pixels' channels are where the header's masks say."""
+_BMP_CHANNELS = "RGBA"
+
+
+@dataclass(frozen=True)
+class BmpBitfields:
+    """Where a BMP's bitfields pixels are, and the masks that say which bits are red, green, blue and alpha."""
+
+    bits: int
+    masks: tuple[int, int, int, int]
+    offset: int
+    width: int
+    height: int
+    """Negative for rows stored top-down (most BMPs store them bottom-up)."""
+
+    @property
+    def layout(self) -> str | None:
+        """The masks as Direct3D names them, from the most significant bit (`A4R4G4B4`, `X1R5G5B5`); None when a
+        mask is not one run of bits, masks overlap or one lies beyond the pixel's bits, or all are 0."""
+        parts, top = [], self.bits
+        for mask, name in sorted(zip(self.masks, _BMP_CHANNELS, strict=True), reverse=True):
+            low, high = (mask & -mask).bit_length() - 1, mask.bit_length()
+            if not mask:
+                break
+            if mask >> low != (1 << (high - low)) - 1 or high > top:
+                return None
+            parts += [f"X{top - high}", f"{name}{high - low}"] if high < top else [f"{name}{high - low}"]
+            top = low
+        return "".join(parts + ([f"X{top}"] if top else [])) if parts else None
+
+
+def bmp_bitfields(data: bytes) -> BmpBitfields | None:
+    """The bitfields of a BMP stored with BI_BITFIELDS or BI_ALPHABITFIELDS; None for other BMPs and containers.
+
+    The masks follow a 40-byte header (three, four for BI_ALPHABITFIELDS) or are in a longer one (the alpha mask
+    from 56 bytes on), as Pillow and Chromium read them.
+    """
+    if _signature(data) != "BMP" or len(data) < 54:
+        return None
+    offset, header = struct.unpack_from("<II", data, 10)
+    width, height, _, bits, compression = struct.unpack_from("<iiHHI", data, 18)
+    if header < 40 or compression not in _BMP_BITFIELDS:
+        return None
+    count = 4 if header >= 56 or compression == 6 else 3
+    if len(data) < 54 + 4 * count:
+        return None
+    red, green, blue, *alpha = struct.unpack_from(f"<{count}I", data, 54)
+    return BmpBitfields(bits, (red, green, blue, alpha[0] if alpha else 0), offset, width, height)

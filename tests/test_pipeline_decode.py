@@ -268,7 +268,7 @@ def test_mpo_with_an_icc_stub_renders(as_srgb: Image.Image) -> None:
     second = rgb_picture().transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     mpo = encoded(rgb_picture(), "MPO", save_all=True, append_images=[second], quality=95)
     data = jpeg_with(segment(0xE2, ICC), base=mpo)  # the MP index counts from its own segment: still right
-    assert Image.open(io.BytesIO(sniff.jpeg_without_icc_stubs(data))).format == "MPO"
+    assert Image.open(io.BytesIO(sniff.readable_by_pillow(data))).format == "MPO"
     assert_close(centres(rendered(data), "RGB"), centres(as_srgb, "RGB"), 2, "MPO")
 
 
@@ -280,9 +280,9 @@ def test_disagreeing_icc_chunks_are_logged(caplog: pytest.LogCaptureFixture) -> 
 
 def test_icc_stubs_are_hidden_in_place() -> None:
     plain = jpeg_with(icc_chunk(1, 1, DISPLAY_P3))
-    assert sniff.jpeg_without_icc_stubs(plain) is plain
+    assert sniff.readable_by_pillow(plain) is plain
     stubbed = jpeg_with(segment(0xE2, ICC + b"\1"), icc_chunk(1, 1, DISPLAY_P3))
-    hidden = sniff.jpeg_without_icc_stubs(stubbed)
+    hidden = sniff.readable_by_pillow(stubbed)
     assert len(hidden) == len(stubbed) and hidden.count(ICC) == 1
     assert sniff.jpeg_icc_profile(hidden) == sniff.jpeg_icc_profile(stubbed) == DISPLAY_P3
 
@@ -368,20 +368,27 @@ DAMAGED: dict[str, Callable[[], bytes]] = {
 }
 
 
+def damaged_copy(original: bytes, seed: int, *, header: int, header_every: int, most_flips: int) -> bytes:
+    """`original` with 1..`most_flips` bits flipped, in the first `header` bytes for every `header_every`-th seed
+    and anywhere for the others, and every fourth copy cut short too."""
+    data = bytearray(original)
+    rng = random.Random(seed)
+    reach = min(len(data), header) if seed % header_every == 0 else len(data)
+    for _ in range(1 + seed % most_flips):
+        data[rng.randrange(reach)] ^= 1 << rng.randrange(8)
+    if seed % 4 == 3:
+        del data[rng.randrange(len(data) // 2, len(data)) :]
+    return bytes(data)
+
+
 @pytest.mark.parametrize("seed", range(12))
 @pytest.mark.parametrize("build", DAMAGED.values(), ids=DAMAGED.keys())
 def test_damaged_upload_is_rejected_or_rendered(build: Callable[[], bytes], seed: int) -> None:
     """Bits flipped in the header (every third seed) or anywhere, every fourth file cut too: `Rejected` or a valid
     render, never another error."""
-    data = bytearray(build())
-    rng = random.Random(seed)
-    reach = min(len(data), 300) if seed % 3 == 0 else len(data)
-    for _ in range(1 + seed % 4):
-        data[rng.randrange(reach)] ^= 1 << rng.randrange(8)
-    if seed % 4 == 3:
-        del data[rng.randrange(len(data) // 2, len(data)) :]
+    data = damaged_copy(build(), seed, header=300, header_every=3, most_flips=4)
     try:
-        variants = render(bytes(data), GIF_SPECS)
+        variants = render(data, GIF_SPECS)
     except Rejected as exc:
         assert exc.reason in ("corrupt", "not_an_image", "too_many_pixels"), exc.detail
         return
