@@ -36,6 +36,8 @@ _SWAPS_AXES = frozenset({5, 6, 7, 8})
 # What Pillow's EXIF reader raises on damaged EXIF: such a photo is still good, taken as upright.
 EXIF_ERRORS = (SyntaxError, ValueError, OSError, TypeError, KeyError, IndexError)
 _XMP_ORIENTATION = re.compile(rb"tiff:Orientation(?:=[\"']|>)\s*(\d+)")
+_OUT_OF_RANGE = 10**9
+"""Stands for an XMP orientation of more than nine digits: logged and ignored like any other out of 1..8."""
 
 
 def _xmp_orientation(image: Image.Image) -> int | None:
@@ -45,7 +47,9 @@ def _xmp_orientation(image: Image.Image) -> int | None:
         if isinstance(packet, str):
             packet = packet.encode()
         if isinstance(packet, bytes) and (match := _XMP_ORIENTATION.search(packet)):
-            return int(match[1])
+            # int() refuses over 4300 digits (ValueError, a crash here); past nine, any value is out of range.
+            digits = match[1].lstrip(b"0") or b"0"
+            return int(digits) if len(digits) <= 9 else _OUT_OF_RANGE
     return None
 
 

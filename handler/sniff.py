@@ -822,6 +822,11 @@ TIFF_TILE_PIXELS = 4096 * 4096
 """Pixels a TIFF tile may have when its frame has fewer. Writers use 256x256 or 512x512 tiles, also on smaller
 frames; libtiff allocates and fills a whole tile however little of it the frame covers: one LZW tile of 25984x25984
 pixels in a 331-byte file of 64x48 took 1.9 GB, a tile of this size about 50 MB."""
+TIFF_PART_LIMIT = 100_000
+"""Strips or tiles accepted on a TIFF's first page. One row a strip at the 65,535 rows most writers allow stays
+under it; Pillow spends about 8 us and 350 bytes on each in Python."""
+_TIFF_OFFSET_TAGS = (273, 324)
+"""StripOffsets and TileOffsets: their count is the number of strips or tiles."""
 WEBP_CHUNK_LIMIT = 100_000
 """Chunks accepted in a WebP: a still image has up to six, an animation one more a frame (a 50 MiB one of tiny
 frames might have tens of thousands)."""
@@ -984,7 +989,23 @@ def _tiff_excess(data: bytes) -> str | None:
     if table + entries * layout.entry.size > end:
         return None
     sizes: dict[int, list[int]] = {256: [], 257: [], 322: [], 323: []}
-    fields = layout.entry.iter_unpack(data[table : table + entries * layout.entry.size])
+    fields = list(layout.entry.iter_unpack(data[table : table + entries * layout.entry.size]))
+    # Only arrays the file can hold: a larger count is damage, which Pillow refuses itself (`corrupt`).
+    parts = max(
+        (
+            count
+            for tag, kind, count, _ in fields
+            if tag in _TIFF_OFFSET_TAGS
+            and kind in _TIFF_INTEGER_TYPES
+            and count * struct.calcsize(_TIFF_INTEGER_TYPES[kind]) <= end
+        ),
+        default=0,
+    )
+    if parts > TIFF_PART_LIMIT:
+        return (
+            f"TIFF's first page has {parts} strips or tiles, more than {TIFF_PART_LIMIT} (writers make strips of "
+            "about 8 KB or one row; Pillow builds and decodes each in Python: 3 million took 24 s and 1 GB)"
+        )
     for tag, kind, count, value in [field for field in fields if field[0] in sizes]:
         code = _TIFF_INTEGER_TYPES.get(kind)
         if code is None or count != 1:

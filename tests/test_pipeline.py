@@ -666,3 +666,14 @@ def test_encoding_holds_one_full_size_frame_not_the_decoders_or_the_unrotated_on
     if orientation == 6:
         assert all(as_stored == 0 for _, as_stored, _ in seen), seen
     assert max(max(frames) for _, *frames in seen) <= 2, "the upright frame and at most one prepared copy (JPEG's RGB)"
+
+
+@pytest.mark.parametrize(("digits", "upright_size"), [(b"1" * 5000, (60, 40)), (b"0" * 5000 + b"6", (40, 60))])
+def test_an_xmp_orientation_of_thousands_of_digits_is_read_not_a_crash(
+    digits: bytes, upright_size: tuple[int, int]
+) -> None:
+    """int() refuses over 4300 digits: a long one is out of range (upright), leading zeros are still a number."""
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:Description tiff:Orientation> ' + digits + b"</rdf:Description>"
+    data = encoded(Image.new("RGB", (60, 40), (200, 100, 50)), "JPEG", xmp=xmp)
+    [variant] = render(data, [PNG_FULL])
+    assert (variant.width, variant.height) == upright_size

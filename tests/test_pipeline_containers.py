@@ -526,3 +526,40 @@ def test_text_past_pillows_memory_limit_is_skipped_with_bounded_work(
     assert len(inflations) == 4, "three fit in 3 MiB, the fourth does not, the rest are not inflated"
     assert readable.count(b"ztXt") == 17
     assert ImageChops.difference(rendered(data), plain_png).getbbox() is None
+
+
+def one_row_strips_tiff(height: int) -> bytes:
+    """A 1-pixel-wide grey TIFF of `height` rows, one row a strip, every strip's offset and count stored as SHORT."""
+
+    def entry(tag: int, kind: int, count: int, value: bytes) -> bytes:
+        return struct.pack("<HHI", tag, kind, count) + value
+
+    pixels_at = 8 + 2 + 10 * 12 + 4
+    arrays_at = pixels_at + 2
+    entries = [
+        entry(256, 3, 1, struct.pack("<HH", 1, 0)),
+        entry(257, 4, 1, struct.pack("<I", height)),
+        entry(258, 3, 1, struct.pack("<HH", 8, 0)),
+        entry(259, 3, 1, struct.pack("<HH", 1, 0)),
+        entry(262, 3, 1, struct.pack("<HH", 1, 0)),
+        entry(273, 3, height, struct.pack("<I", arrays_at)),
+        entry(277, 3, 1, struct.pack("<HH", 1, 0)),
+        entry(278, 4, 1, struct.pack("<I", 1)),
+        entry(279, 3, height, struct.pack("<I", arrays_at + 2 * height)),
+        entry(284, 3, 1, struct.pack("<HH", 1, 0)),
+    ]
+    header = b"II*\0" + struct.pack("<IH", 8, len(entries)) + b"".join(entries) + b"\0" * 4
+    return header + b"\x80\0" + struct.pack("<H", pixels_at) * height + struct.pack("<H", 1) * height
+
+
+def test_a_tiff_of_more_strips_than_the_limit_is_too_complex() -> None:
+    """Pillow builds and decodes a Python tile per strip: 3 million one-row strips (12 MB) took 24 s and 1 GB."""
+    with pytest.raises(Rejected) as refused:
+        render(one_row_strips_tiff(sniff.TIFF_PART_LIMIT + 1), [VariantSpec("t", "png", width=8, height=8)])
+    assert refused.value.reason == "too_complex"
+    assert f"{sniff.TIFF_PART_LIMIT + 1} strips or tiles" in refused.value.detail
+
+
+def test_a_tall_tiff_of_one_row_a_strip_under_the_limit_renders() -> None:
+    [variant] = render(one_row_strips_tiff(60_000), [VariantSpec("t", "png", width=8, height=8)])
+    assert (variant.width, variant.height) == (1, 8)
