@@ -16,7 +16,8 @@ Order of work, chosen so every pixel is touched as few times as possible:
 4. resample largest variants first, each from the smallest already-made
    full-frame intermediate that is at least twice its size (or from the decoded
    frame), with `reducing_gap` so the expensive filter runs on few pixels;
-5. apply the orientation to the small results, flatten alpha where the codec needs it;
+5. apply the orientation to the small results (a full-size variant has the decoded frame turned once,
+   before step 3, so no second full-size frame is held), flatten alpha where the codec needs it;
 6. encode on the thread pool (Pillow's codecs release the GIL), slowest first.
 """
 
@@ -208,13 +209,18 @@ def _ensure_heif_plugin() -> None:
             _heif_registered = True
 
 
-def _header_error(container: str, error: BaseException) -> Rejected:
+def _header_error(container: str, error: BaseException, data: bytes) -> Rejected:
     """`corrupt`, with the decoder's own words: a valid layout it has no decoder for (a TIFF's CMYK with alpha,
-    "unknown pixel mode") reads exactly like damage (a bit flip in BitsPerSample), so only the words tell."""
+    "unknown pixel mode") reads exactly like damage (a bit flip in BitsPerSample), so only the words tell.
+    A BMP's bitfields can tell, though: `unsupported_format` naming a layout Pillow has no decoder for."""
     # A KeyError is a lookup of a code the decoder does not know (a TIFF compression, say): its str is the bare key.
     # Pillow's TIFF plugin wraps it in a SyntaxError.
     cause = error.args[0] if error.args and isinstance(error.args[0], BaseException) else error
     message = f"unknown code {cause.args[0]!r}" if isinstance(cause, KeyError) and cause.args else str(cause)
+    if container == "BMP" and message == "Unsupported BMP bitfields layout":
+        unsupported = _bmp_layout_unsupported(data)
+        if unsupported is not None:
+            return unsupported
     return Rejected("corrupt", f"{container} header cannot be parsed: {message or type(error).__name__}")
 
 
@@ -227,7 +233,7 @@ def _classify_unidentified(data: bytes) -> Rejected:
             if factory is not None:
                 factory(io.BytesIO(data), None).close()
         except _DECODE_ERRORS as exc:
-            return _header_error(container, exc)
+            return _header_error(container, exc, data)
         return Rejected("corrupt", f"{container} signature but the header cannot be parsed")
     other = sniff.other_image_format(data)
     if other is not None:
@@ -271,7 +277,7 @@ def _open(data: bytes, pixel_limit: int) -> Image.Image:
     except UnidentifiedImageError:
         raise _classify_unidentified(readable) from None
     except _DECODE_ERRORS as exc:
-        raise _header_error(sniff.accepted_container(data) or "image", exc) from None
+        raise _header_error(sniff.accepted_container(data) or "image", exc, data) from None
     width, height = image.size
     if width * height > pixel_limit:
         raise Rejected("too_many_pixels", f"{width}x{height} = {width * height} pixels exceeds the limit {pixel_limit}")
@@ -659,14 +665,14 @@ def _bmp_alpha(image: Image.Image, data: bytes) -> Image.Image:
     return with_alpha
 
 
-def _bmp_layout_refused(rejected: Rejected, data: bytes) -> Rejected:
+def _bmp_layout_unsupported(data: bytes) -> Rejected | None:
     """`unsupported_format` naming the layout for a BMP whose bitfields Pillow has no decoder for (it reads 16-bit
     R5G6B5 and X1R5G5B5, 32-bit with 8-bit channels): with masks that are runs of bits apart, it is a valid BMP,
-    not a damaged one."""
+    not a damaged one. None when the masks are no such layout (damage)."""
     bitfields = sniff.bmp_bitfields(data)
     layout = bitfields.layout if bitfields is not None else None
-    if bitfields is None or layout is None or not rejected.detail.endswith("Unsupported BMP bitfields layout"):
-        return rejected
+    if bitfields is None or layout is None:
+        return None
     return Rejected(
         "unsupported_format",
         f"BMP with {bitfields.bits}-bit {layout} bitfields: Pillow decodes 16-bit R5G6B5 and X1R5G5B5, "
@@ -789,10 +795,7 @@ def render(
     workers = _validate_limits(pixel_limit, max_bytes, workers)
     if len(data) > max_bytes:
         raise Rejected("too_large", f"{len(data)} bytes exceeds the limit {max_bytes}")
-    try:
-        image = _open(data, pixel_limit)
-    except Rejected as rejected:
-        raise _bmp_layout_refused(rejected, data) from None
+    image = _open(data, pixel_limit)
     if automatic:
         workers = _threads_that_fit(workers, image.size[0] * image.size[1], len(data))
     if image.format in ("JPEG", "MPO"):
