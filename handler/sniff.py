@@ -841,6 +841,12 @@ DERIVED_INPUT_PIXELS = 4096 * 4096
 """Pixels the inputs of a small derived image may have in all, whatever its size: one 512x512 tile covers a 100x100
 grid 26 times over. libheif decodes this many in about a second."""
 
+BMP_RLE_CODE_LIMIT = 2_000_000
+"""Codes Pillow may decode from a BMP's RLE8 or RLE4 pixel data. Pillow decodes them one at a time in Python
+(about 0.4 us each), however few pixels a code makes: runs past a row's end make none, so 50 MiB of them took
+15-35 s. Encoders write a code a run of up to 255 pixels or a literal stretch of up to 255, plus one a row: a
+12 MP image needs fewer unless its runs average under 6 pixels, where RLE stops paying."""
+
 
 def _jpeg_excess(data: bytes) -> str | None:
     """More segments or scans in the first image than `HEADER_PART_LIMIT` or `JPEG_SCAN_LIMIT`, or more padding
@@ -1101,6 +1107,49 @@ def _derived_excess(data: bytes, meta: tuple[int, int], iprp: tuple[int, int]) -
     return None
 
 
+def _bmp_rle_excess(data: bytes) -> str | None:
+    """More codes than `BMP_RLE_CODE_LIMIT` in the RLE pixel data Pillow reads.
+
+    Walks the codes as Pillow's decoder does, so what follows the point where it stops (the frame filled, an
+    end-of-bitmap code, the data's end) does not count: about 0.5 us a code, paid only when the data after the
+    offset could hold more codes than the limit.
+    """
+    if len(data) < 38 or int.from_bytes(data[14:18], "little") < 40:  # the OS/2 core header has no compression
+        return None
+    pos, header = struct.unpack_from("<II", data, 10)
+    width, height, _, _, compression = struct.unpack_from("<iiHHI", data, 18)
+    if compression not in (1, 2) or width <= 0 or pos < 14 + header or len(data) - pos <= 2 * BMP_RLE_CODE_LIMIT:
+        return None
+    rle4, end, frame = compression == 2, len(data), width * abs(height)
+    filled = x = codes = 0
+    while filled < frame and pos + 2 <= end:
+        count, value = data[pos], data[pos + 1]
+        pos, codes = pos + 2, codes + 1
+        if codes > BMP_RLE_CODE_LIMIT:
+            return f"BMP RLE{4 if rle4 else 8} pixel data has more than {BMP_RLE_CODE_LIMIT} codes"
+        if count:  # a run, cut at the row's end
+            run = min(count, max(0, width - x))
+            filled, x = filled + run, x + run
+        elif value == 0:  # end of row
+            filled, x = -(-filled // width) * width, 0
+        elif value == 1:  # end of bitmap
+            break
+        elif value == 2:  # delta: right, up
+            if pos + 2 > end:
+                break
+            filled += min(frame - filled, data[pos] + data[pos + 1] * width)
+            pos, x = pos + 2, filled % width
+        else:  # literal pixels, padded to a 16-bit word
+            literal = min(frame - filled, value)
+            wanted = (literal + 1) // 2 if rle4 else literal
+            got = min(wanted, end - pos)
+            filled += min(literal, 2 * got) if rle4 else got
+            pos, x = pos + got + ((pos + got) & 1), x + value
+            if got < wanted:
+                break
+    return None
+
+
 _EXCESS_WALKS = {
     "JPEG": _jpeg_excess,
     "PNG": _png_excess,
@@ -1109,6 +1158,7 @@ _EXCESS_WALKS = {
     "TIFF": _tiff_excess,
     "AVIF": _iso_bmff_excess,
     "HEIF": _iso_bmff_excess,
+    "BMP": _bmp_rle_excess,
 }
 
 
@@ -1119,6 +1169,7 @@ def excess_structure(data: bytes) -> str | None:
     every scan of a progressive JPEG is decoded over the whole frame, and EOB runs let a scan cover it in
     a few bytes (libjpeg-turbo's LJT-01-003: 1000 scans of a 12 MP frame in 86 KB took 0.4 s to decode),
     header parts (JPEG segments, PNG chunks, GIF extensions) are parsed and kept one by one in Python,
+    as BMP RLE codes are decoded, whether or not they draw anything,
     and libtiff allocates a TIFF's tiles whole, however little of them the frame covers.
     Checked on the bytes before any decoder runs; a 12 MP photo takes about 1.5 ms.
     """

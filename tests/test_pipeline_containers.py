@@ -21,6 +21,7 @@ from handler import pipeline, sniff
 from handler.pipeline import Rejected, render
 from handler.variants import PRESETS, VariantSpec
 from tests.conftest import HOSTILE_DIR
+from tests.test_pipeline_generated import bmp_file
 
 PNG_FULL = [VariantSpec("png", "png")]
 
@@ -563,3 +564,65 @@ def test_a_tiff_of_more_strips_than_the_limit_is_too_complex() -> None:
 def test_a_tall_tiff_of_one_row_a_strip_under_the_limit_renders() -> None:
     [variant] = render(one_row_strips_tiff(60_000), [VariantSpec("t", "png", width=8, height=8)])
     assert (variant.width, variant.height) == (1, 8)
+
+
+# --- BMP: RLE codes -------------------------------------------------------------------------------------------------
+
+RLE_PALETTE = [(i, i, 255 - i) for i in range(16)]
+
+
+def rle_bmp(codes: bytes, bits: int = 8, size: tuple[int, int] = (16, 2)) -> bytes:
+    return bmp_file(size, bits, codes, compression=1 if bits == 8 else 2, palette=RLE_PALETTE)
+
+
+def run(count: int, index: int) -> bytes:
+    return bytes((count, index))
+
+
+END_OF_ROW = b"\0\0"
+
+
+def delta(right: int, up: int) -> bytes:
+    return bytes((0, 2, right, up))
+
+
+def literal(pixels: bytes) -> bytes:
+    """Absolute mode: the pixels as they are, padded to a 16-bit word."""
+    return bytes((0, len(pixels))) + pixels + b"\0" * (len(pixels) % 2)
+
+
+def literal4(indices: Sequence[int]) -> bytes:
+    packed = bytes((a << 4) | b for a, b in zip(indices[::2], [*indices[1::2], 0], strict=True))
+    return bytes((0, len(indices))) + packed + b"\0" * (len(packed) % 2)
+
+
+# Each drawing ends as the frame fills: its bottom row, stored first, in colour 5 at its left, its top row in 7.
+# Between them, codes that draw nothing: runs past the row's end, rows already ended, deltas of nothing.
+FLOOD = 300
+RLE_DRAWINGS = {
+    "runs past the row's end": (8, run(16, 5) + run(1, 5) * FLOOD + END_OF_ROW + run(16, 7), FLOOD + 3),
+    "ends of rows": (8, run(16, 5) + END_OF_ROW * FLOOD + run(16, 7), FLOOD + 2),
+    "empty deltas": (8, literal(b"\5\5\5") + delta(0, 0) * FLOOD + run(13, 5) + END_OF_ROW + run(16, 7), FLOOD + 4),
+    "RLE4": (4, literal4([5, 5, 5]) + run(13, 0x55) + run(2, 0x55) * FLOOD + END_OF_ROW + run(16, 0x77), FLOOD + 4),
+}
+
+
+@pytest.mark.parametrize(("bits", "codes", "count"), RLE_DRAWINGS.values(), ids=RLE_DRAWINGS.keys())
+def test_bmp_rle_codes_are_counted_up_to_where_the_frame_fills(
+    bits: int, codes: bytes, count: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pillow decodes BMP RLE in Python, a code at a time, whether or not it draws: 50 MiB of runs past a row's end
+    took 15-35 s. The limit counts every code Pillow reads, and none after the frame is full."""
+    data = rle_bmp(codes + run(1, 5) * 3 * FLOOD, bits)  # what follows the filled frame is never read
+    monkeypatch.setattr(sniff, "BMP_RLE_CODE_LIMIT", count)
+    image = rendered(data)
+    assert (image.getpixel((0, 0)), image.getpixel((0, 1))) == ((7, 7, 248), (5, 5, 250))
+    monkeypatch.setattr(sniff, "BMP_RLE_CODE_LIMIT", count - 1)
+    rejection = refused(data, monkeypatch)
+    assert rejection.reason == "too_complex"
+    assert rejection.detail == f"BMP RLE{bits} pixel data has more than {count - 1} codes"
+
+
+def test_bmp_rle_past_the_default_code_limit_is_refused_before_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    flood = run(1, 5) * (sniff.BMP_RLE_CODE_LIMIT + 1)
+    assert refused(rle_bmp(run(16, 5) + flood + END_OF_ROW + run(16, 7)), monkeypatch).reason == "too_complex"
