@@ -239,7 +239,9 @@ class ImagePipeline(pulumi.ComponentResource):
             opts=self._child,
         )
         kms_key_arn, region = self._settings.kms_key_arn, self._args.region
-        policy = pulumi.Output.all(upload.arn, processed.arn, quarantine.arn, log_group.arn, queue.arn).apply(
+        partition = aws.get_partition_output(opts=pulumi.InvokeOutputOptions(parent=self))
+        resources = [upload.arn, processed.arn, quarantine.arn, log_group.arn, queue.arn, partition.dns_suffix]
+        policy = pulumi.Output.all(*resources).apply(
             lambda arns: json.dumps(
                 least_privilege_policy(
                     upload_bucket_arn=arns[0],
@@ -249,6 +251,7 @@ class ImagePipeline(pulumi.ComponentResource):
                     dead_letter_queue_arn=arns[4],
                     kms_key_arn=kms_key_arn,
                     region=region,
+                    dns_suffix=arns[5],
                 )
             )
         )

@@ -33,6 +33,7 @@ def least_privilege_policy(
     dead_letter_queue_arn: str,
     kms_key_arn: str | None,
     region: str,
+    dns_suffix: str,
 ) -> PolicyDocument:
     """Exactly what the function does: read uploads, write variants and quarantined files, log, dead-letter.
 
@@ -40,7 +41,8 @@ def least_privilege_policy(
     retry and dead-letter instead of guessing it was deleted), no DeleteObject, no ACL actions
     (ACLs are disabled by BucketOwnerEnforced). Quarantining an upload too large to download is a
     server-side copy: GetObject(Version) on the upload and PutObject on the quarantine bucket.
-    `region` is the provider's (`aws:region`): with a KMS key, only S3 there may use it for the role.
+    `region` is the provider's (`aws:region`) and `dns_suffix` its partition's (`amazonaws.com`,
+    `amazonaws.com.cn` in China): with a KMS key, only S3's endpoint there may use it for the role.
     """
     statements: list[PolicyDocument] = [
         {
@@ -86,7 +88,7 @@ def least_privilege_policy(
                 "Resource": kms_key_arn,
                 "Condition": {
                     "StringEquals": {
-                        "kms:ViaService": f"s3.{region}.amazonaws.com",
+                        "kms:ViaService": f"s3.{region}.{dns_suffix}",
                         "kms:EncryptionContext:aws:s3:arn": [
                             upload_bucket_arn,
                             processed_bucket_arn,

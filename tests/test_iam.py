@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pulumi
 import pytest
 
 from components.policies import least_privilege_policy
-from local.program import ProgramRun
-from tests.pulumi_mocks import ACCOUNT_ID, REGION, run_stack, stack_run
+from local.program import ProgramRun, run_program
+from tests.pulumi_mocks import ACCOUNT_ID, REGION, EchoMocks, fake_layer_zip, run_stack, stack_run
 
 KMS_KEY_ARN = f"arn:aws:kms:{REGION}:{ACCOUNT_ID}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 ENCRYPTION = "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
@@ -103,6 +104,29 @@ def test_the_kms_grant_names_s3_in_the_providers_region() -> None:
     assert statement["Resource"] == key
 
 
+class ChinaMocks(EchoMocks):
+    """The partition AWS answers for a provider in a China region."""
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
+        if args.token == "aws:index/getPartition:getPartition":
+            return {
+                "id": "aws-cn",
+                "partition": "aws-cn",
+                "dnsSuffix": "amazonaws.com.cn",
+                "reverseDnsPrefix": "cn.com.amazonaws",
+            }
+        return super().call(args)
+
+
+def test_the_kms_grant_names_s3_by_the_partitions_domain() -> None:
+    """S3's endpoint in China is s3.cn-north-1.amazonaws.com.cn: a grant naming amazonaws.com would never match."""
+    key = f"arn:aws-cn:kms:cn-north-1:{ACCOUNT_ID}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    overrides = {"layerZip": str(fake_layer_zip()), "kmsKeyArn": key, "aws:region": "cn-north-1"}
+    run = run_program("prod", ChinaMocks(), config_overrides=overrides)
+    [statement] = kms_statements(declared_policy(run))
+    assert statement["Condition"]["StringEquals"]["kms:ViaService"] == "s3.cn-north-1.amazonaws.com.cn"
+
+
 def test_the_dead_letter_queue_needs_no_kms_grant() -> None:
     """The queue keeps SQS-managed SSE with a KMS key too, so sqs:SendMessage alone delivers to it."""
     run = run_stack("dev", kmsKeyArn=KMS_KEY_ARN)
@@ -120,6 +144,7 @@ def pure_policy(kms_key_arn: str | None, region: str = "us-east-1") -> dict[str,
         dead_letter_queue_arn=f"arn:aws:sqs:{region}:123456789012:dlq",
         kms_key_arn=kms_key_arn,
         region=region,
+        dns_suffix="amazonaws.com",
     )
 
 
