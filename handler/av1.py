@@ -19,7 +19,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from handler.sniff import _boxes, _full_box, accepted_container
+from handler.sniff import accepted_container, bmff_boxes, bmff_full_box
 
 MAX_STEPS = 500_000
 """Boxes, item references, item locations, extents and OBUs read per upload at most (0.3-0.6 s of Python).
@@ -147,7 +147,7 @@ def _sequence_headers(obus: bytes | memoryview, budget: _Budget) -> Iterator[tup
 def _children(data: bytes, start: int, end: int, budget: _Budget) -> dict[bytes, tuple[int, int]]:
     """Payload span of the first box of each type in data[start:end]."""
     children: dict[bytes, tuple[int, int]] = {}
-    for kind, s, e in _boxes(data, start, end):
+    for kind, s, e in bmff_boxes(data, start, end):
         budget.spend()
         children.setdefault(kind, (s, e))
     return children
@@ -159,7 +159,7 @@ def _uint(data: bytes, pos: int, width: int) -> int:
 
 
 def _primary(data: bytes, pitm: tuple[int, int] | None) -> int | None:
-    head = pitm and _full_box(data, pitm)
+    head = pitm and bmff_full_box(data, pitm)
     if not head:
         return None
     width = 2 if head[0] == 0 else 4
@@ -168,14 +168,14 @@ def _primary(data: bytes, pitm: tuple[int, int] | None) -> int | None:
 
 def _item_types(data: bytes, iinf: tuple[int, int] | None, budget: _Budget) -> dict[int, bytes]:
     """Item ID -> item type (`av01`, `grid`, ...) from `iinf`'s version 2 and 3 `infe` boxes."""
-    head = iinf and _full_box(data, iinf)
+    head = iinf and bmff_full_box(data, iinf)
     if not head:
         return {}
     version, _, pos, end = head
     types: dict[int, bytes] = {}
-    for kind, s, e in _boxes(data, pos + (2 if version == 0 else 4), end):
+    for kind, s, e in bmff_boxes(data, pos + (2 if version == 0 else 4), end):
         budget.spend()
-        infe = _full_box(data, (s, e)) if kind == b"infe" else None
+        infe = bmff_full_box(data, (s, e)) if kind == b"infe" else None
         if infe is None or infe[0] < 2:
             continue
         width = 2 if infe[0] == 2 else 4
@@ -188,14 +188,14 @@ def _references(
     data: bytes, iref: tuple[int, int] | None, primary: int, budget: _Budget
 ) -> tuple[dict[int, list[int]], list[int]]:
     """(item -> the items it is derived from (`dimg`: a grid's tiles), items auxiliary to the primary (`auxl`))."""
-    head = iref and _full_box(data, iref)
+    head = iref and bmff_full_box(data, iref)
     if not head:
         return {}, []
     version, _, pos, end = head
     width, code = (2, "H") if version == 0 else (4, "I")
     sources: dict[int, list[int]] = {}
     auxiliary: list[int] = []
-    for kind, s, e in _boxes(data, pos, end):
+    for kind, s, e in bmff_boxes(data, pos, end):
         budget.spend()
         if kind not in (b"dimg", b"auxl") or e - s < width + 2:
             continue
@@ -216,10 +216,10 @@ def _properties(
     children = _children(data, *iprp, budget) if iprp else {}
     properties = []
     if b"ipco" in children:
-        for box in _boxes(data, *children[b"ipco"]):
+        for box in bmff_boxes(data, *children[b"ipco"]):
             budget.spend()
             properties.append(box)
-    head = b"ipma" in children and _full_box(data, children[b"ipma"])
+    head = b"ipma" in children and bmff_full_box(data, children[b"ipma"])
     if not head or head[3] - head[2] < 4:
         return {}
     version, flags, pos, end = head
@@ -249,7 +249,7 @@ def _locations(
 ) -> dict[int, list[tuple[int, int]]]:
     """Item -> its extents' spans in `data`, for `items` stored in this file (`iloc` construction method 0) or in
     `idat` (method 1); an extent length of 0 runs to the end of the file or of `idat`."""
-    head = iloc and _full_box(data, iloc)
+    head = iloc and bmff_full_box(data, iloc)
     if not head or head[0] > 2 or head[3] - head[2] < 2:
         return {}
     version, _, pos, end = head
@@ -360,10 +360,10 @@ def _descend(
 
 def _av01_config(data: bytes, stsd: tuple[int, int] | None, budget: _Budget) -> memoryview | None:
     """The configOBUs of the first `av01` sample entry's `av1C` (empty without one); None for a track of no AV1."""
-    head = stsd and _full_box(data, stsd)
+    head = stsd and bmff_full_box(data, stsd)
     if not head:
         return None
-    for kind, s, e in _boxes(data, head[2] + 4, head[3]):
+    for kind, s, e in bmff_boxes(data, head[2] + 4, head[3]):
         budget.spend()
         if kind == b"av01":
             av1c = _children(data, s + 78, e, budget).get(b"av1C")  # after the VisualSampleEntry's 78 bytes
@@ -373,12 +373,12 @@ def _av01_config(data: bytes, stsd: tuple[int, int] | None, budget: _Budget) -> 
 
 def _first_sample(data: bytes, stbl: dict[bytes, tuple[int, int]]) -> memoryview | None:
     """The first sample of a track (the first chunk's first: no `stsc` needed), by `stsz` and `stco` or `co64`."""
-    stsz = _full_box(data, stbl[b"stsz"]) if b"stsz" in stbl else None
+    stsz = bmff_full_box(data, stbl[b"stsz"]) if b"stsz" in stbl else None
     if stsz is None or stsz[3] - stsz[2] < 12 or _uint(data, stsz[2] + 4, 4) == 0:
         return None
     size = _uint(data, stsz[2], 4) or _uint(data, stsz[2] + 8, 4)
     for kind, width in ((b"stco", 4), (b"co64", 8)):
-        chunks = _full_box(data, stbl[kind]) if kind in stbl else None
+        chunks = bmff_full_box(data, stbl[kind]) if kind in stbl else None
         if chunks and chunks[3] - chunks[2] >= 4 + width and _uint(data, chunks[2], 4) > 0:
             offset = _uint(data, chunks[2] + 4, width)
             return memoryview(data)[offset : offset + size]
@@ -389,7 +389,7 @@ def _track_images(data: bytes, moov: tuple[int, int], budget: _Budget) -> list[_
     """The first frame of each AV1 track (an image sequence): libavif decodes it instead of the primary item, and
     scales it to the track header's (`tkhd`) size. The pipeline renders the first frame only."""
     images = []
-    for kind, s, e in _boxes(data, *moov):
+    for kind, s, e in bmff_boxes(data, *moov):
         budget.spend()
         stbl_span = _descend(data, (s, e), (b"mdia", b"minf", b"stbl"), budget) if kind == b"trak" else None
         stbl = _children(data, *stbl_span, budget) if stbl_span else {}
@@ -401,7 +401,7 @@ def _track_images(data: bytes, moov: tuple[int, int], budget: _Budget) -> list[_
         if sample is not None:
             streams.append(sample)
         tkhd = _descend(data, (s, e), (b"tkhd",), budget)
-        head = tkhd and _full_box(data, tkhd)
+        head = tkhd and bmff_full_box(data, tkhd)
         declared, name = [], "track"
         if head:
             version, _, pos, end = head
@@ -419,7 +419,7 @@ def _images(data: bytes) -> list[_Image]:
         return []
     budget = _Budget()
     top = _children(data, 0, len(data), budget)
-    meta = _full_box(data, top[b"meta"]) if b"meta" in top else None
+    meta = bmff_full_box(data, top[b"meta"]) if b"meta" in top else None
     images = _item_images(data, (meta[2], meta[3]), budget) if meta else []
     if b"moov" in top:
         images += _track_images(data, top[b"moov"], budget)

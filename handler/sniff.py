@@ -220,7 +220,7 @@ def _box_at(data: bytes, pos: int, end: int) -> tuple[bytes, int, int] | None:
     return kind, header, size
 
 
-def _boxes(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
+def bmff_boxes(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
     """(type, payload start, payload end) of the ISO-BMFF boxes in data[start:end]; stops at the first bad size."""
     while (box := _box_at(data, start, end)) is not None:
         kind, header, size = box
@@ -232,11 +232,11 @@ def _boxes(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]
 
 def _child(data: bytes, start: int, end: int, kind: bytes) -> tuple[int, int] | None:
     """Payload span of the first `kind` box among the first `_MAX_ITEM_ENTRIES` in data[start:end]."""
-    boxes = itertools.islice(_boxes(data, start, end), _MAX_ITEM_ENTRIES)
+    boxes = itertools.islice(bmff_boxes(data, start, end), _MAX_ITEM_ENTRIES)
     return next(((s, e) for k, s, e in boxes if k == kind), None)
 
 
-def _full_box(data: bytes, box: tuple[int, int]) -> tuple[int, int, int, int] | None:
+def bmff_full_box(data: bytes, box: tuple[int, int]) -> tuple[int, int, int, int] | None:
     """(version, flags, payload start, payload end) of a FullBox; None when too short for its version and flags."""
     start, end = box
     if end - start < 4:
@@ -248,7 +248,7 @@ def _full_box_payload(
     data: bytes, box: tuple[int, int] | None, skip: Callable[[int], int] = lambda _: 0
 ) -> tuple[int, int] | None:
     """What follows a FullBox's version and flags and `skip(version)` more bytes; None if the box is shorter."""
-    head = box and _full_box(data, box)
+    head = box and bmff_full_box(data, box)
     if not head or head[3] - head[2] < skip(head[0]):
         return None
     return head[2] + skip(head[0]), head[3]
@@ -265,7 +265,7 @@ def _ispe_sizes(data: bytes, ipco: tuple[int, int]) -> list[tuple[int, int] | No
         (int.from_bytes(data[s + 4 : s + 8], "big"), int.from_bytes(data[s + 8 : s + 12], "big"))
         if kind == b"ispe" and e - s >= 12
         else None
-        for kind, s, e in itertools.islice(_boxes(data, *ipco), _MAX_ITEM_ENTRIES)
+        for kind, s, e in itertools.islice(bmff_boxes(data, *ipco), _MAX_ITEM_ENTRIES)
     ]
 
 
@@ -301,7 +301,7 @@ def declared_size(data: bytes) -> tuple[int, int] | None:
 def _item_box(data: bytes, meta: tuple[int, int], kind: bytes) -> tuple[int, int, int] | None:
     """(item ID width, payload start, payload end) of `meta`'s `kind` FullBox: version 0 has 16-bit item IDs."""
     box = _child(data, *meta, kind)
-    head = box and _full_box(data, box)
+    head = box and bmff_full_box(data, box)
     return (2 if head[0] == 0 else 4, head[2], head[3]) if head else None
 
 
@@ -319,7 +319,7 @@ def _item_references(data: bytes, meta: tuple[int, int], kind: bytes) -> Iterato
     if iref is None:
         return
     size, start, end = iref
-    for box_kind, s, e in itertools.islice(_boxes(data, start, end), _MAX_ITEM_ENTRIES):
+    for box_kind, s, e in itertools.islice(bmff_boxes(data, start, end), _MAX_ITEM_ENTRIES):
         if box_kind != kind or e - s < size + 2:
             continue
         first = s + size + 2
@@ -337,7 +337,7 @@ def _first_source(data: bytes, meta: tuple[int, int], item: int) -> int | None:
 def _associations(data: bytes, iprp: tuple[int, int]) -> Iterator[tuple[int, list[int]]]:
     """(item, 1-based `ipco` indices of its properties) of each `ipma` entry, up to the first that is cut."""
     ipma = _child(data, *iprp, b"ipma")
-    head = ipma and _full_box(data, ipma)
+    head = ipma and bmff_full_box(data, ipma)
     if not head or head[3] - head[2] < 4:
         return
     version, flags, pos, end = head
@@ -375,7 +375,7 @@ def _iso_bmff_colour(data: bytes) -> CodePoints | None:
         return None
     properties = [
         (data[s : s + 4], s, e) if kind == b"colr" and e - s >= 4 else None
-        for kind, s, e in itertools.islice(_boxes(data, *ipco), _MAX_ITEM_ENTRIES)
+        for kind, s, e in itertools.islice(bmff_boxes(data, *ipco), _MAX_ITEM_ENTRIES)
     ]
     colours = [colour for colour in properties if colour is not None]
     item = _primary_item(data, meta)
@@ -1053,7 +1053,7 @@ def _iso_bmff_excess(data: bytes) -> str | None:
         "item locations": (_full_box_payload(data, iloc, lambda _: 2), 4 if iloc_version >= 2 else 2),
     }
     for what, span in lists.items():
-        if span and sum(1 for _ in itertools.islice(_boxes(data, *span), limit + 1)) > limit:
+        if span and sum(1 for _ in itertools.islice(bmff_boxes(data, *span), limit + 1)) > limit:
             return _too_many_parts(data, what)
     for what, (span, width) in tables.items():
         if span and span[1] - span[0] >= width and int.from_bytes(data[span[0] : span[0] + width], "big") > limit:
@@ -1074,7 +1074,7 @@ def _reference_count(data: bytes, meta: tuple[int, int]) -> int:
         return 0
     size, start, end = iref
     count = 0
-    for _, s, e in itertools.islice(_boxes(data, start, end), ISO_BMFF_PART_LIMIT + 1):
+    for _, s, e in itertools.islice(bmff_boxes(data, start, end), ISO_BMFF_PART_LIMIT + 1):
         declared = int.from_bytes(data[s + size : s + size + 2], "big") if e - s >= size + 2 else 0
         count += max(1, min(declared, (e - s - size - 2) // size))
     return count
