@@ -36,7 +36,16 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from PIL import ExifTags, Image, ImageChops, ImageMath, PngImagePlugin, TiffImagePlugin, UnidentifiedImageError
+from PIL import (
+    ExifTags,
+    Image,
+    ImageChops,
+    ImageMath,
+    ImagePalette,
+    PngImagePlugin,
+    TiffImagePlugin,
+    UnidentifiedImageError,
+)
 
 from handler import av1, sniff
 from handler.colour import to_srgb, to_working_mode
@@ -522,6 +531,20 @@ def _route_tiff(image: TiffImagePlugin.TiffImageFile) -> None:
             _decode_with_libtiff(image)
     if not image.use_load_libtiff:
         _strips_for_the_frame(image)
+    _colormap_as_libtiff_reads(image)
+
+
+def _colormap_as_libtiff_reads(image: TiffImagePlugin.TiffImageFile) -> None:
+    """Read a colormap of 8-bit values as 8-bit, as libtiff and ImageMagick do.
+
+    TIFF colormaps hold 16-bit values, but some writers store 0-255 in them; Pillow takes the high byte, and the
+    picture turns black. libtiff (TIFFRGBAImage's checkcmap) and ImageMagick take a colormap with no value of 256
+    or more to be 8-bit.
+    """
+    colormap = image.tag_v2.get(TiffImagePlugin.COLORMAP) if image.mode in ("P", "PA") else None
+    if colormap and max(colormap) < 256:
+        LOG.info("TIFF colormap holds only values below 256: read as 8-bit, as libtiff does")
+        image.palette = ImagePalette.raw("RGB;L", bytes(colormap))
 
 
 def _planes_pillow_reads(image: TiffImagePlugin.TiffImageFile) -> bool:

@@ -394,3 +394,28 @@ def test_damaged_upload_is_rejected_or_rendered(build: Callable[[], bytes], seed
         return
     for variant in variants:
         decoded(variant)
+
+
+# --- TIFF colormaps: 16-bit values, or 8-bit ones from writers that got it wrong -----------------------------------
+
+COLORMAP = 320
+QUADRANT_COLOURS = [(200, 30, 40), (20, 180, 60), (30, 60, 220), (240, 230, 20)]
+
+
+def palette_tiff(scale: int, colours: Sequence[tuple[int, int, int]] = QUADRANT_COLOURS) -> bytes:
+    """An 8-bit palette TIFF of the four quadrants, its colormap values multiplied by `scale` (257 is right)."""
+    entries = [*colours, *[(0, 0, 0)] * (256 - len(colours))]
+    colormap = [colour[band] * scale for band in range(3) for colour in entries]  # all reds, greens, then blues
+    index = quadrants("L", (0, 1, 2, 3))
+    return tiff_file((W, H), [8], index.tobytes(), photometric=3, extra_tags=[(COLORMAP, 3, colormap)])
+
+
+@pytest.mark.parametrize("scale", [257, 256, 1], ids=["16-bit", "16-bit-high-byte", "8-bit-values"])
+def test_tiff_colormap_shows_its_colours(scale: int) -> None:
+    """libtiff and ImageMagick read a colormap with no value above 255 as 8-bit; Pillow alone showed it black."""
+    assert_close(centres(rendered(palette_tiff(scale)), "RGB"), QUADRANT_COLOURS, 0, f"colormap x{scale}")
+
+
+def test_a_dark_16_bit_colormap_with_one_value_past_255_stays_16_bit() -> None:
+    colours = [(0, 0, 1), (0, 0, 0), (0, 0, 0), (0, 0, 0)]  # 257: one value past 255, so read as 16-bit
+    assert centres(rendered(palette_tiff(257, colours)), "RGB") == [(0, 0, 1), (0, 0, 0), (0, 0, 0), (0, 0, 0)]
