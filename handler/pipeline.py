@@ -514,7 +514,9 @@ def _route_tiff(image: TiffImagePlugin.TiffImageFile) -> None:
     one letter of the mode's raw mode: right for 8-bit RGB, RGBA and CMYK, garbage or an error for 16-bit samples,
     MinIsWhite, big-endian or associated-alpha ones. One sample per pixel is the same layout as PlanarConfiguration
     1, and is read as such; other layouts go to libtiff, as compressed ones do. libtiff's planar reader (through
-    Pillow) zeroes grey's alpha and garbles LAB: those are refused, compressed or not.
+    Pillow) zeroes grey's alpha and garbles LAB: those are refused, compressed or not. Bits stored in reverse order
+    (FillOrder 2) go to libtiff too: Pillow has no raw mode for some of those layouts (palette under 8 bits, 8-bit
+    MinIsWhite).
     """
     tags, tiff = image.tag_v2, TiffImagePlugin
     planar = tags.get(tiff.PLANAR_CONFIGURATION, 1) == 2
@@ -524,6 +526,8 @@ def _route_tiff(image: TiffImagePlugin.TiffImageFile) -> None:
             f"TIFF with {image.mode} samples in separate planes (PlanarConfiguration 2): no decoder here reads "
             "that layout right",
         )
+    if tags.get(tiff.FILLORDER, 1) == 2 and not image.use_load_libtiff:
+        _decode_with_libtiff(image)  # Pillow has no raw mode for some bit-reversed layouts; libtiff reverses any
     if planar and not image.use_load_libtiff:
         if tags.get(tiff.SAMPLESPERPIXEL, 1) == 1:
             _set_up_as(image, tiff.PLANAR_CONFIGURATION, 1)

@@ -419,3 +419,54 @@ def test_tiff_colormap_shows_its_colours(scale: int) -> None:
 def test_a_dark_16_bit_colormap_with_one_value_past_255_stays_16_bit() -> None:
     colours = [(0, 0, 1), (0, 0, 0), (0, 0, 0), (0, 0, 0)]  # 257: one value past 255, so read as 16-bit
     assert centres(rendered(palette_tiff(257, colours)), "RGB") == [(0, 0, 1), (0, 0, 0), (0, 0, 0), (0, 0, 0)]
+
+
+# --- TIFF FillOrder 2: the bits of each byte stored in reverse order -----------------------------------------------
+
+FILL_ORDER = 266
+REVERSED_BITS = bytes(int(f"{byte:08b}"[::-1], 2) for byte in range(256))
+
+
+def packed_rows(values: Sequence[int], bits: int) -> bytes:
+    """Rows of W samples of `bits` each, most significant first, each row padded to a byte."""
+    out = bytearray()
+    for top in range(0, len(values), W):
+        row = "".join(f"{value:0{bits}b}" for value in values[top : top + W])
+        row += "0" * (-len(row) % 8)
+        out += int(row, 2).to_bytes(len(row) // 8, "big")
+    return bytes(out)
+
+
+def bit_order_tiffs(bits: int, photometric: int, samples: int = 1) -> tuple[bytes, bytes]:
+    """The quadrants as a TIFF in FillOrder 1, and the same in FillOrder 2."""
+    index = [min(int(v), (1 << bits) - 1) for v in quadrants("L", (0, 1, 2, 3)).get_flattened_data()]  # type: ignore[arg-type]
+    pixels = packed_rows(index, bits) if samples == 1 else bytes(60 * v + 10 * s for v in index for s in range(samples))
+    tags = [(COLORMAP, 3, [(i * step % 256) * 257 for step in (60, 90, 30) for i in range(1 << bits)])]
+    tags = tags if photometric == 3 else []
+    normal = tiff_file((W, H), [bits] * samples, pixels, photometric=photometric, extra_tags=tags)
+    reverse = [*tags, (FILL_ORDER, 3, [2])]
+    return normal, tiff_file(
+        (W, H), [bits] * samples, pixels.translate(REVERSED_BITS), photometric=photometric, extra_tags=reverse
+    )
+
+
+BIT_ORDER_LAYOUTS = {
+    **{f"palette-{bits}": (bits, 3) for bits in (1, 2, 4, 8)},
+    **{f"min-is-white-{bits}": (bits, 0) for bits in (1, 2, 4, 8)},
+    **{f"min-is-black-{bits}": (bits, 1) for bits in (1, 2, 4, 8)},
+}
+
+
+@pytest.mark.parametrize(("bits", "photometric"), BIT_ORDER_LAYOUTS.values(), ids=BIT_ORDER_LAYOUTS.keys())
+def test_tiff_bits_in_reverse_order_show_the_same_picture(bits: int, photometric: int) -> None:
+    """libtiff reverses each byte's bits for FillOrder 2, whatever the layout; Pillow had no raw mode for palette
+    files under 8 bits or 8-bit MinIsWhite, and refused them as corrupt."""
+    normal, reversed_bits = bit_order_tiffs(bits, photometric)
+    want = rendered(normal)
+    assert len(set(want.convert("RGB").get_flattened_data())) > 1, "the picture has its quadrants"
+    assert ImageChops.difference(rendered(reversed_bits).convert("RGB"), want.convert("RGB")).getbbox() is None
+
+
+def test_rgb_tiff_bits_in_reverse_order_show_the_same_picture() -> None:
+    normal, reversed_bits = bit_order_tiffs(8, 2, samples=3)
+    assert ImageChops.difference(rendered(reversed_bits), rendered(normal)).getbbox() is None
