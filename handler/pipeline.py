@@ -130,6 +130,9 @@ _PLANAR_MODES_PILLOW_READS = frozenset({"RGB", "RGBA", "CMYK"})
 """Modes of uncompressed TIFFs in separate planes that Pillow's raw decoder reads right, with 8-bit samples."""
 _PLANAR_MODES_MISREAD = frozenset({"LA", "La", "LAB"})
 """Modes of TIFFs in separate planes that libtiff's planar reader, as Pillow uses it, gets wrong (Pillow's own too)."""
+_LIBTIFF_NATIVE_RAWMODES = {"I;16BS": "I;16NS", "I;32BS": "I;32NS", "F;32BF": "F;32NF"}
+"""Raw modes Pillow gives big-endian signed and float TIFF samples, and the native-order ones libtiff hands them over
+in (Pillow translates only unsigned 16-bit samples itself)."""
 _UNWRITTEN = 0x5A
 """What a PNG's last row holds before decoding, to tell whether the decoder reached it (its samples: 90 each)."""
 _INFLATE_STEP = 1 << 20
@@ -516,7 +519,8 @@ def _route_tiff(image: TiffImagePlugin.TiffImageFile) -> None:
     1, and is read as such; other layouts go to libtiff, as compressed ones do. libtiff's planar reader (through
     Pillow) zeroes grey's alpha and garbles LAB: those are refused, compressed or not. Bits stored in reverse order
     (FillOrder 2) go to libtiff too: Pillow has no raw mode for some of those layouts (palette under 8 bits, 8-bit
-    MinIsWhite).
+    MinIsWhite). libtiff hands samples over in this machine's byte order, which Pillow unpacks as the file's for
+    big-endian signed and float samples: those are unpacked as native.
     """
     tags, tiff = image.tag_v2, TiffImagePlugin
     planar = tags.get(tiff.PLANAR_CONFIGURATION, 1) == 2
@@ -533,7 +537,12 @@ def _route_tiff(image: TiffImagePlugin.TiffImageFile) -> None:
             _set_up_as(image, tiff.PLANAR_CONFIGURATION, 1)
         elif not _planes_pillow_reads(image):
             _decode_with_libtiff(image)
-    if not image.use_load_libtiff:
+    if image.use_load_libtiff:
+        image.tile = [
+            tile._replace(args=(_LIBTIFF_NATIVE_RAWMODES.get(tile.args[0], tile.args[0]), *tile.args[1:]))
+            for tile in image.tile
+        ]
+    else:
         _strips_for_the_frame(image)
     _colormap_as_libtiff_reads(image)
 

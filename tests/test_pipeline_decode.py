@@ -11,6 +11,7 @@ import io
 import logging
 import random
 import struct
+import zlib
 from collections.abc import Callable, Sequence
 
 import pytest
@@ -470,3 +471,42 @@ def test_tiff_bits_in_reverse_order_show_the_same_picture(bits: int, photometric
 def test_rgb_tiff_bits_in_reverse_order_show_the_same_picture() -> None:
     normal, reversed_bits = bit_order_tiffs(8, 2, samples=3)
     assert ImageChops.difference(rendered(reversed_bits), rendered(normal)).getbbox() is None
+
+
+# --- TIFF byte order: libtiff hands samples over in the machine's order --------------------------------------------
+
+DEFLATE = 8
+SAMPLE_FORMATS = {  # struct code, SampleFormat, bits, what the grey picture's 0-255 is multiplied by
+    "unsigned-16": ("H", 1, 16, 257),
+    "signed-16": ("h", 2, 16, 128),
+    "signed-32": ("i", 2, 32, 0x00808080),
+    "float-32": ("f", 3, 32, 1 / 255),
+}
+
+
+def grey_tiff(sample: str, *, big_endian: bool, compression: int) -> bytes:
+    code, sample_format, bits, scale = SAMPLE_FORMATS[sample]
+    order = ">" if big_endian else "<"
+    values = [v * scale for v in grey_picture().get_flattened_data()]  # type: ignore[operator]
+    pixels = b"".join(struct.pack(order + code, v if code == "f" else int(v)) for v in values)
+    pixels = zlib.compress(pixels) if compression == DEFLATE else pixels
+    return tiff_file(
+        (W, H),
+        [bits],
+        pixels,
+        photometric=1,
+        sample_format=sample_format,
+        big_endian=big_endian,
+        compression=compression,
+    )
+
+
+@pytest.mark.parametrize("sample", SAMPLE_FORMATS)
+@pytest.mark.parametrize("big_endian", [False, True], ids=["little-endian", "big-endian"])
+def test_compressed_tiff_shows_its_samples_in_either_byte_order(sample: str, big_endian: bool) -> None:
+    """Pillow unpacked what libtiff decoded from big-endian signed and float samples as big-endian, though libtiff
+    hands them over in the machine's byte order: the picture came out as noise."""
+    want = rendered(grey_tiff(sample, big_endian=False, compression=1))
+    assert_close(centres(want, "L"), [(v,) for v in GREY_QUADS], 1, "uncompressed little-endian")
+    got = rendered(grey_tiff(sample, big_endian=big_endian, compression=DEFLATE))
+    assert ImageChops.difference(got, want).getbbox() is None
