@@ -133,6 +133,8 @@ _PLANAR_MODES_MISREAD = frozenset({"LA", "La", "LAB"})
 _LIBTIFF_NATIVE_RAWMODES = {"I;16BS": "I;16NS", "I;32BS": "I;32NS", "F;32BF": "F;32NF"}
 """Raw modes Pillow gives big-endian signed and float TIFF samples, and the native-order ones libtiff hands them over
 in (Pillow translates only unsigned 16-bit samples itself)."""
+_BIG_ENDIAN_BIGTIFF = b"MM\x00+"
+"""Pillow tells BigTIFF from classic TIFF by the header's third byte, which is 0 in big-endian files."""
 _UNWRITTEN = 0x5A
 """What a PNG's last row holds before decoding, to tell whether the decoder reached it (its samples: 90 each)."""
 _INFLATE_STEP = 1 << 20
@@ -266,6 +268,12 @@ def _open(data: bytes, pixel_limit: int) -> Image.Image:
     """Parse only the header, with the allowlisted decoders; enforce the pixel limit and a whole container."""
     if not data:
         raise Rejected("not_an_image", "empty upload (0 bytes)")
+    if data[:4] == _BIG_ENDIAN_BIGTIFF:
+        raise Rejected(
+            "unsupported_format",
+            "big-endian BigTIFF: Pillow reads its header as a classic TIFF's, so it would not decode the directory "
+            "the checks here read",
+        )
     _refuse_over_limit(sniff.declared_size(data), pixel_limit, "header declares")
     excess = sniff.excess_structure(data)
     if excess is not None:

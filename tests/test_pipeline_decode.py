@@ -510,3 +510,34 @@ def test_compressed_tiff_shows_its_samples_in_either_byte_order(sample: str, big
     assert_close(centres(want, "L"), [(v,) for v in GREY_QUADS], 1, "uncompressed little-endian")
     got = rendered(grey_tiff(sample, big_endian=big_endian, compression=DEFLATE))
     assert ImageChops.difference(got, want).getbbox() is None
+
+
+def bigtiff(*, big_endian: bool) -> bytes:
+    """The grey picture as a one-strip BigTIFF (8-byte offsets and counts, 20-byte directory entries)."""
+    order = ">" if big_endian else "<"
+    pixels = grey_picture().tobytes()
+    fields = [(256, W), (257, H), (258, 8), (259, 1), (262, 1), (273, None), (277, 1), (278, H), (279, len(pixels))]
+    directory_at = 16
+    pixels_at = directory_at + 8 + 20 * len(fields) + 8
+    directory = struct.pack(order + "Q", len(fields))
+    for tag, value in fields:
+        kind, packed = (
+            (16, struct.pack(order + "Q", pixels_at)) if value is None else (3, struct.pack(order + "H", value))
+        )
+        directory += struct.pack(order + "HHQ", tag, kind, 1) + packed.ljust(8, b"\0")
+    directory += struct.pack(order + "Q", 0)
+    header = (b"MM\0+" if big_endian else b"II+\0") + struct.pack(order + "HHQ", 8, 0, directory_at)
+    return header + directory + pixels
+
+
+def test_little_endian_bigtiff_renders() -> None:
+    assert_close(centres(rendered(bigtiff(big_endian=False)), "L"), [(v,) for v in GREY_QUADS], 0, "BigTIFF")
+
+
+def test_big_endian_bigtiff_is_refused_as_unsupported() -> None:
+    """Pillow takes a big-endian BigTIFF's header for a classic TIFF's and reads a directory from wherever that
+    points, not the one the tile and strip limits checked: it was `corrupt`, or a crafted file's other picture."""
+    with pytest.raises(Rejected) as excinfo:
+        render(bigtiff(big_endian=True), [PNG_FULL])
+    assert excinfo.value.reason == "unsupported_format"
+    assert excinfo.value.detail.startswith("big-endian BigTIFF")
