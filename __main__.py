@@ -14,10 +14,12 @@ import pulumi
 import pulumi_aws as aws
 
 from components import ImagePipeline, ImagePipelineArgs
+from components.code import handler_sources
 from components.config import NAMESPACE, LayerSource, PipelineSettings, parse_config, parse_layer_source
 from components.naming import name_prefix
 from components.provider import provider_keys
-from layer_build import ARCHITECTURES, RUNTIMES, LayerArtifact, artifact_for, check_size, ensure_layer
+from layer_build import ARCHITECTURES, RUNTIMES, LayerArtifact, artifact_for, bytecode, check_size, ensure_layer
+from layer_build.build import DEFAULT_CACHE_DIR
 
 PROJECT_DIR = Path(__file__).resolve().parent
 HANDLER_DIR = PROJECT_DIR / "handler"
@@ -66,12 +68,21 @@ def resolve_layer(settings: PipelineSettings, source: LayerSource) -> LayerArtif
     return artifact
 
 
+def compile_handler(settings: PipelineSettings, source: LayerSource) -> dict[str, Path]:
+    """With `layerBytecode`, the handler's bytecode too, by the same runtime's Python as the layer's."""
+    if not source.bytecode or source.zip_path is not None:
+        return {}
+    compiler = bytecode.find_compiler(settings.runtime)
+    return bytecode.compile_function_code(compiler, handler_sources(HANDLER_DIR), DEFAULT_CACHE_DIR)
+
+
 def main() -> None:
     project, stack = pulumi.get_project(), pulumi.get_stack()
     prefix = name_prefix(project, stack)
     region, settings, layer_source = read_config()
     provider_config = read_provider_config()
     layer = resolve_layer(settings, layer_source)
+    handler_bytecode = compile_handler(settings, layer_source)
     logger.info("stack %s: layer %s (sha256 %s)", stack, layer.path, layer.sha256)
 
     # Every taggable resource gets these through the provider, so none can be forgotten. The stack's
@@ -89,6 +100,7 @@ def main() -> None:
             layer_zip=layer.path,
             layer_source_code_hash=layer.source_code_hash,
             handler_dir=HANDLER_DIR,
+            handler_bytecode=handler_bytecode,
         ),
         opts=pulumi.ResourceOptions(providers=[provider]),
     )

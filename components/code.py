@@ -1,7 +1,8 @@
-"""The function's code archive: the `handler/` package at the zip root, Python sources only."""
+"""The function's code archive: the `handler/` package at the zip root, its sources and, if compiled, bytecode."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import pulumi
@@ -24,8 +25,11 @@ def handler_sources(handler_dir: Path) -> dict[str, Path]:
     }
 
 
-def handler_archive(handler_dir: Path, entry_point: str) -> pulumi.AssetArchive:
-    """A Pulumi archive of `handler_sources` that contains the module of `entry_point` (`pkg.module.function`).
+def handler_archive(
+    handler_dir: Path, entry_point: str, bytecode: Mapping[str, Path] | None = None
+) -> pulumi.AssetArchive:
+    """A Pulumi archive of `handler_sources`, plus `bytecode` (archive path -> `.pyc`) when given, that contains the
+    module of `entry_point` (`pkg.module.function`).
 
     Checked here because Lambda would only notice at the first upload (Runtime.ImportModuleError).
     """
@@ -33,4 +37,5 @@ def handler_archive(handler_dir: Path, entry_point: str) -> pulumi.AssetArchive:
     module_file = entry_point.rpartition(".")[0].replace(".", "/") + ".py"
     if module_file not in sources:
         raise FileNotFoundError(f"function entry point {entry_point!r} needs {module_file}, not found in {handler_dir}")
-    return pulumi.AssetArchive({name: pulumi.FileAsset(str(path)) for name, path in sources.items()})
+    files = {**sources, **(bytecode or {})}
+    return pulumi.AssetArchive({name: pulumi.FileAsset(str(path)) for name, path in files.items()})

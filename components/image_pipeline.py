@@ -8,7 +8,8 @@ expose a hostile file, however its paths are configured.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pulumi
@@ -47,6 +48,8 @@ class ImagePipelineArgs:
     """Base64 SHA-256 of `layer_zip`: a new layer version is published only when it changes."""
     handler_dir: Path
     """The `handler/` package; its `.py` files become the function code."""
+    handler_bytecode: Mapping[str, Path] = field(default_factory=dict)
+    """Archive path -> `.pyc` of the handler's modules, compiled for the runtime (`layerBytecode`); empty: none."""
 
 
 class ImagePipeline(pulumi.ComponentResource):
@@ -290,7 +293,7 @@ class ImagePipeline(pulumi.ComponentResource):
             runtime=settings.runtime,
             architectures=[settings.architecture],
             handler=HANDLER_ENTRY_POINT,
-            code=handler_archive(args.handler_dir, HANDLER_ENTRY_POINT),
+            code=handler_archive(args.handler_dir, HANDLER_ENTRY_POINT, args.handler_bytecode),
             layers=[layer.arn],
             memory_size=settings.memory_mb,
             timeout=settings.timeout_seconds,

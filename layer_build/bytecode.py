@@ -11,15 +11,19 @@ so it is refused here instead.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from layer_build.runtimes import LayerBuildError, runtime_info
 
-# Where Lambda extracts a layer's `python/` directory.
+# Where Lambda extracts a layer's `python/` directory, and the function's own code.
 LAYER_SITE_ON_LAMBDA = "/opt/python"
+FUNCTION_CODE_ON_LAMBDA = "/var/task"
 _VERSION_PROBE = (
     "import sys; print('%d.%d' % sys.version_info[:2]); print(sys.implementation.cache_tag); "
     "print(sys.version.replace(chr(10), ' '))"
@@ -93,3 +97,39 @@ def compile_tree(compiler: BytecodeCompiler, tree: Path, path_on_lambda: str) ->
             f"{compiler.executable} could not compile every module under {tree}, exit code {result.returncode}:\n"
             f"{(result.stdout + result.stderr).strip()}"
         )
+
+
+def bytecode_name(source: str, compiler: BytecodeCompiler) -> str:
+    """Where Python looks for the bytecode of archive path ``source`` (``handler/app.py``)."""
+    path = PurePosixPath(source)
+    return str(path.parent / "__pycache__" / f"{path.stem}.{compiler.cache_tag}.pyc")
+
+
+def compile_function_code(compiler: BytecodeCompiler, sources: Mapping[str, Path], cache_dir: Path) -> dict[str, Path]:
+    """Bytecode for the function's own modules: archive path of each ``.pyc`` -> its file.
+
+    Lambda extracts function code to a read-only ``/var/task`` too, so without it every cold start
+    compiles ``handler/`` again (about 20 ms). Compiled once per set of sources and compiler, into
+    ``cache_dir``, where the files stay for the deployment to read.
+    """
+    hasher = hashlib.sha256(compiler.full_version.encode())
+    for name, path in sorted(sources.items()):
+        for part in (name.encode(), path.read_bytes()):
+            hasher.update(len(part).to_bytes(8, "big"))
+            hasher.update(part)
+    entry = cache_dir / f"function-{compiler.cache_tag}-{hasher.hexdigest()[:16]}"
+    compiled = {bytecode_name(name, compiler): entry / bytecode_name(name, compiler) for name in sources}
+    if all(path.is_file() for path in compiled.values()):
+        return compiled
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".function-", dir=cache_dir))
+    try:
+        for name, path in sources.items():
+            (scratch / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, scratch / name)
+        compile_tree(compiler, scratch, FUNCTION_CODE_ON_LAMBDA)
+        shutil.rmtree(entry, ignore_errors=True)
+        scratch.rename(entry)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return compiled

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -14,7 +15,7 @@ from components.config import ConfigError, minimum_memory_mb
 from components.naming import NamingError, name_prefix
 from handler.pipeline import RENDER_BYTES_PER_PIXEL
 from handler.variants import PRESETS, variants_from_json
-from layer_build import LayerArtifact, LayerBuildError, artifact_for
+from layer_build import LayerArtifact, LayerBuildError, artifact_for, bytecode
 from tests.pulumi_mocks import ACCOUNT_ID, fake_layer_zip, run_stack
 
 ALL_RETENTIONS = (
@@ -166,18 +167,39 @@ def test_missing_layer_zip_names_the_path(tmp_path: Any) -> None:
         run_stack("dev", layerZip=str(missing))
 
 
-def test_layer_bytecode_reaches_the_layer_build_and_prod_turns_it_on(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_layer_bytecode_reaches_the_layer_build_and_prod_turns_it_on(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     builds: list[tuple[str, str, bool]] = []
+    compilers: list[str] = []
 
     def fake_ensure_layer(runtime: str, arch: str, **options: Any) -> LayerArtifact:
         builds.append((runtime, arch, options["bytecode"]))
         return artifact_for(fake_layer_zip(), runtime, arch)
 
+    def fake_find_compiler(runtime: str) -> bytecode.BytecodeCompiler:
+        compilers.append(runtime)
+        return bytecode.BytecodeCompiler("python", "3.x", "cpython-3x", "3.x")
+
+    def fake_compile(compiler: bytecode.BytecodeCompiler, sources: dict[str, Path], cache: Path) -> dict[str, Path]:
+        (tmp_path / "app.pyc").write_bytes(b"")
+        assert "handler/app.py" in sources
+        return {bytecode.bytecode_name("handler/app.py", compiler): tmp_path / "app.pyc"}
+
     monkeypatch.setattr(layer_build, "ensure_layer", fake_ensure_layer)
-    run_stack("prod", layerZip=None)
-    run_stack("dev", layerZip=None)
-    run_stack("dev", layerZip=None, layerBytecode="true", runtime="python3.13")
+    monkeypatch.setattr(bytecode, "find_compiler", fake_find_compiler)
+    monkeypatch.setattr(bytecode, "compile_function_code", fake_compile)
+    runs = [
+        run_stack("prod", layerZip=None),
+        run_stack("dev", layerZip=None),
+        run_stack("dev", layerZip=None, layerBytecode="true", runtime="python3.13"),
+    ]
     assert builds == [("python3.12", "arm64", True), ("python3.12", "arm64", False), ("python3.13", "arm64", True)]
+    assert compilers == ["python3.12", "python3.13"], "the handler is compiled by the runtime's Python with the layer"
+    shipped = [run.one("aws:lambda/function:Function").inputs["code"].assets for run in runs]
+    pyc = "handler/__pycache__/app.cpython-3x.pyc"
+    assert [pyc in assets for assets in shipped] == [True, False, True]
+    assert all("handler/app.py" in assets for assets in shipped), "the sources ship too"
 
 
 def test_a_prebuilt_layer_zip_is_deployed_as_built_whatever_layer_bytecode_says(

@@ -8,6 +8,7 @@ cache, so these tests prove a real build rather than reuse a developer's ``.buil
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -18,11 +19,13 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import layer_build
+from components.code import handler_sources
 from layer_build import (
     ARCHITECTURES,
     RUNTIMES,
@@ -87,15 +90,28 @@ class LayerCache:
     def build(runtime: str, arch: str, cache_dir: Path, *, bytecode: bool) -> LayerArtifact:
         if not bytecode:
             return ensure_layer(runtime, arch, cache_dir=cache_dir)
-        interpreter = runtime_interpreter(runtime)
-        with pytest.MonkeyPatch.context() as patch:
-            on_path = cache_dir / f"path-{runtime}"
-            on_path.mkdir(parents=True, exist_ok=True)
-            link = on_path / LOCAL_INTERPRETERS[runtime][1]
-            if not link.exists():
-                link.symlink_to(interpreter)
-            patch.setenv("PATH", f"{on_path}{os.pathsep}{os.environ['PATH']}")
+        with runtime_python_on_path(runtime, cache_dir):
             return ensure_layer(runtime, arch, cache_dir=cache_dir, bytecode=True)
+
+    def function_bytecode(self, runtime: str) -> dict[str, Path]:
+        """The handler's bytecode as the program ships it with `layerBytecode`."""
+        with runtime_python_on_path(runtime, self.cache_dir):
+            compiler = bytecode_module.find_compiler(runtime)
+        return bytecode_module.compile_function_code(compiler, handler_sources(PROJECT_DIR / "handler"), self.cache_dir)
+
+
+@contextlib.contextmanager
+def runtime_python_on_path(runtime: str, cache_dir: Path) -> Iterator[None]:
+    """`pythonX.Y` first on PATH, linked to the local interpreter of the runtime's version, as a user would have it."""
+    interpreter = runtime_interpreter(runtime)
+    with pytest.MonkeyPatch.context() as patch:
+        on_path = cache_dir / f"path-{runtime}"
+        on_path.mkdir(parents=True, exist_ok=True)
+        link = on_path / LOCAL_INTERPRETERS[runtime][1]
+        if not link.exists():
+            link.symlink_to(interpreter)
+        patch.setenv("PATH", f"{on_path}{os.pathsep}{os.environ['PATH']}")
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -669,8 +685,9 @@ def run_like_lambda(
 ) -> tuple[dict[str, object], Path]:
     """Run ``script`` under the runtime's local Python on the extracted layer; its JSON report and layer dir.
 
-    With ``bytecode``, every source in the layer is replaced by one that raises: the script can
-    only succeed on the layer's bytecode, as a cold start that compiles nothing would.
+    With ``bytecode``, every source in the layer and in ``handler/`` is replaced by one that raises, and the
+    handler's bytecode is shipped as the program ships it: the script can only succeed on bytecode, as a cold
+    start that compiles nothing would.
     """
     pyenv_version, executable = LOCAL_INTERPRETERS[runtime]
     if shutil.which(executable) is None:
@@ -682,6 +699,12 @@ def run_like_lambda(
             source.write_text(f"raise ImportError('{source.name} was compiled from source, not loaded as bytecode')\n")
     task_dir = tmp_path / "task"
     shutil.copytree(PROJECT_DIR / "handler", task_dir / "handler", ignore=shutil.ignore_patterns("__pycache__"))
+    if bytecode:
+        for name, compiled in layers.function_bytecode(runtime).items():
+            (task_dir / name).parent.mkdir(exist_ok=True)
+            shutil.copyfile(compiled, task_dir / name)
+        for source in (task_dir / "handler").rglob("*.py"):
+            source.write_text(f"raise ImportError('{source.name} was compiled from source, not loaded as bytecode')\n")
     environment = {
         "PATH": os.environ["PATH"],
         "HOME": os.environ.get("HOME", str(tmp_path)),
@@ -763,3 +786,27 @@ def test_handler_pipeline_renders_with_only_the_layer(
     ]
     # The 1440x960 HEIC decodes through pi-heif (loaded lazily by the pipeline) and encodes to AVIF.
     assert report["heic"] == [["avif-200", "AVIF", [200, 133]]]
+
+
+def test_function_bytecode_covers_every_handler_module_and_is_compiled_once(
+    layers: LayerCache, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sources = handler_sources(PROJECT_DIR / "handler")
+    compiled = layers.function_bytecode("python3.12")
+    assert set(compiled) == {f"handler/__pycache__/{Path(name).stem}.cpython-312.pyc" for name in sources}
+    for path in compiled.values():
+        flags = int.from_bytes(path.read_bytes()[4:8], "little")
+        assert flags == 0b01, f"{path.name}: unchecked-hash bytecode (PEP 552), loaded without reading the source"
+    monkeypatch.setattr(bytecode_module, "compile_tree", lambda *_: pytest.fail("compiled again, sources unchanged"))
+    assert layers.function_bytecode("python3.12") == compiled
+    monkeypatch.undo()
+    changed = dict(sources)
+    changed["handler/app.py"] = tmp_path / "app.py"
+    changed["handler/app.py"].write_text(sources["handler/app.py"].read_text() + "\n# changed\n")
+    with runtime_python_on_path("python3.12", layers.cache_dir):
+        compiler = bytecode_module.find_compiler("python3.12")
+    recompiled = bytecode_module.compile_function_code(compiler, changed, layers.cache_dir)
+    assert recompiled.keys() == compiled.keys()
+    assert {path.parent.parent.parent for path in recompiled.values()}.isdisjoint(
+        {path.parent.parent.parent for path in compiled.values()}
+    ), "changed sources get their own cache entry"
