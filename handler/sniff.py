@@ -666,6 +666,9 @@ _PNG_FIXED_SIZES = {b"gAMA": 4, b"cHRM": 32, b"sRGB": 1, b"pHYs": 9}
 _PNG_TRNS_SIZES = {0: 2, 2: 6}
 """tRNS bytes by IHDR colour type: a 16-bit grey sample, an RGB triple. Palette entries vary; alpha types have none."""
 _PNG_APNG_CHUNKS = frozenset({b"acTL", b"fcTL", b"fdAT"})
+_PNG_COLOUR_CHUNKS = frozenset({b"gAMA", b"cHRM", b"sRGB", b"iCCP"})
+"""Chunks that say how to show the pixels: the PNG spec puts each once before PLTE and IDAT, and libpng ignores
+one out of place or repeated."""
 
 
 def readable_by_pillow(data: bytes) -> bytes:
@@ -683,7 +686,7 @@ def readable_by_pillow(data: bytes) -> bytes:
     if not skips:
         return data
     names = "; ".join(what for what, _ in skips[:5]) + ("; ..." if len(skips) > 5 else "")
-    LOG.warning("skipping %d part(s) browsers skip and Pillow cannot read in the %s: %s", len(skips), container, names)
+    LOG.warning("skipping %d part(s) of the %s that browsers skip: %s", len(skips), container, names)
     view, parts, pos = memoryview(data), [], 0
     for at, replacement in sorted(write for _, writes in skips for write in writes):
         parts += [view[pos:at], replacement]
@@ -733,23 +736,33 @@ def _photoshop_unreadable(payload: bytes) -> bool:
 
 
 def _png_unreadable(data: bytes) -> list[_Skip]:
-    """Ancillary chunks Pillow refuses and libpng ignores (a benign error), to be renamed private and so unknown.
+    """Ancillary chunks libpng ignores (a benign error) and Pillow refuses or reads, to be renamed private and so
+    unknown.
 
     A CRC that does not match (Pillow checks those before the image data); a gAMA, cHRM, sRGB, pHYs or (grey and
-    RGB) tRNS chunk of another size than the PNG spec's (Pillow refuses shorter ones and reads longer ones); and
-    the text and profile chunks `_png_text_problem` names. APNG's chunks are left to the APNG reader.
+    RGB) tRNS chunk of another size than the PNG spec's (Pillow refuses shorter ones and reads longer ones); the
+    text and profile chunks `_png_text_problem` names; and a gAMA, cHRM, sRGB or iCCP chunk after PLTE or IDAT, or
+    after a usable one of its kind (Pillow reads those after the image data too, the last one winning, and the
+    colour came out as no browser shows it). APNG's chunks are left to the APNG reader.
     """
     skips: list[_Skip] = []
     colour_type = data[25] if len(data) > 25 and data[12:16] == b"IHDR" else None
     text_budget = PngImagePlugin.MAX_TEXT_MEMORY
+    palette_or_pixels, colour_chunks = None, set()
     for kind, at, length in _png_chunks(data):
         payload_end = at + 8 + length
+        if kind in (b"PLTE", b"IDAT"):
+            palette_or_pixels = palette_or_pixels or kind.decode()
         if not kind[0] & 0x20 or kind in _PNG_APNG_CHUNKS or payload_end + 4 > len(data):
             continue  # critical, APNG or cut: the decoder or the truncation check names it
         payload = memoryview(data)[at + 8 : payload_end]
         problem = None
         if zlib.crc32(payload, zlib.crc32(kind)) != int.from_bytes(data[payload_end : payload_end + 4], "big"):
             problem = "its CRC does not match"
+        elif kind in _PNG_COLOUR_CHUNKS and palette_or_pixels:
+            problem = f"it comes after {palette_or_pixels}, where the PNG spec does not allow it"
+        elif kind in colour_chunks:
+            problem = "an earlier one applies"
         elif kind in _PNG_FIXED_SIZES and length != _PNG_FIXED_SIZES[kind]:
             problem = f"the PNG spec's size is {_PNG_FIXED_SIZES[kind]}"
         elif kind == b"tRNS" and colour_type in _PNG_TRNS_SIZES and length != _PNG_TRNS_SIZES[colour_type]:
@@ -757,6 +770,8 @@ def _png_unreadable(data: bytes) -> list[_Skip]:
         elif kind in (b"iCCP", b"tEXt", b"zTXt", b"iTXt"):
             problem, spent = _png_text_problem(kind, bytes(payload), text_budget)
             text_budget -= spent
+        if problem is None and kind in _PNG_COLOUR_CHUNKS:
+            colour_chunks.add(kind)
         if problem is not None:
             renamed = kind[:1] + bytes([kind[1] | 0x20]) + kind[2:]
             crc = zlib.crc32(payload, zlib.crc32(renamed)).to_bytes(4, "big")

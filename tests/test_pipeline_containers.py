@@ -21,7 +21,7 @@ from handler import pipeline, sniff
 from handler.pipeline import Rejected, render
 from handler.variants import PRESETS, VariantSpec
 from tests.conftest import HOSTILE_DIR
-from tests.test_pipeline_generated import bmp_file
+from tests.test_pipeline_generated import bmp_file, icc_profile
 
 PNG_FULL = [VariantSpec("png", "png")]
 
@@ -438,6 +438,11 @@ def deflated_text(size: int) -> bytes:
 
 SRGB_PROFILE = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 BIG = deflated_text(1_200_000)  # ImageMagick's hex "Raw profile type xmp" of a photo with large metadata
+GAMMA_SRGB = png_chunk(b"gAMA", struct.pack(">I", 45455))  # what sRGB is close to: the picture does not change
+GAMMA_1 = png_chunk(b"gAMA", struct.pack(">I", 100_000))
+P3_CHRM = png_chunk(b"cHRM", struct.pack(">8I", 31270, 32900, 68000, 32000, 26500, 69000, 15000, 6000))
+SRGB_D50 = ((0.4361, 0.2225, 0.0139), (0.3851, 0.7169, 0.0971), (0.1431, 0.0606, 0.7141))
+LINEAR_ICCP = png_chunk(b"iCCP", b"linear\0\0" + zlib.compress(icc_profile(b"RGB ", "linear sRGB", 1.0, SRGB_D50)))
 IGNORED_CHUNKS: dict[str, tuple[Sequence[bytes], Sequence[bytes]]] = {
     "ztxt-inflating-past-1-mb": ([png_chunk(b"zTXt", b"Raw profile type xmp\0\0" + BIG)], []),
     "ztxt-inflating-past-1-mb-after-the-image-data": ([], [png_chunk(b"zTXt", b"Raw profile type xmp\0\0" + BIG)]),
@@ -455,6 +460,13 @@ IGNORED_CHUNKS: dict[str, tuple[Sequence[bytes], Sequence[bytes]]] = {
     "srgb-empty": ([png_chunk(b"sRGB", b"")], []),
     "phys-of-1-byte": ([png_chunk(b"pHYs", b"\0")], []),
     "text-with-a-bad-crc": ([png_chunk(b"tEXt", b"Comment\0hello", crc=0)], []),
+    # Colour chunks out of place or repeated: Pillow read them after the image data too, the last one winning.
+    "gama-after-the-image-data": ([], [GAMMA_1]),
+    "gama-after-plte": ([png_chunk(b"PLTE", bytes(6)), GAMMA_1], []),
+    "iccp-after-the-image-data": ([], [LINEAR_ICCP]),
+    "chrm-after-the-image-data": ([GAMMA_SRGB], [P3_CHRM]),
+    "a-second-gama": ([GAMMA_SRGB, GAMMA_1], []),
+    "a-second-iccp": ([png_chunk(b"iCCP", b"sRGB\0\0" + zlib.compress(SRGB_PROFILE)), LINEAR_ICCP], []),
 }
 
 
@@ -467,7 +479,8 @@ def plain_png() -> Image.Image:
 def test_ancillary_chunks_libpng_ignores_are_ignored(
     before: Sequence[bytes], after: Sequence[bytes], plain_png: Image.Image
 ) -> None:
-    """libpng calls these benign errors and drops the chunk: browsers show the image as if it were not there."""
+    """libpng calls these benign errors and drops the chunk: browsers show the image as if it were not there.
+    Each would change the picture, or make Pillow refuse it, if read."""
     data = png(before, after)
     readable = sniff.readable_by_pillow(data)
     assert len(readable) == len(data) and readable != data
