@@ -1122,6 +1122,15 @@ def _derived_excess(data: bytes, meta: tuple[int, int], iprp: tuple[int, int]) -
     return None
 
 
+def _bmp_rle(data: bytes) -> tuple[int, int, int, int] | None:
+    """(pixel data offset, width, height, compression) of a BMP whose pixels are RLE8 (1) or RLE4 (2) coded."""
+    if len(data) < 38 or int.from_bytes(data[14:18], "little") < 40:  # the OS/2 core header has no compression
+        return None
+    offset = int.from_bytes(data[10:14], "little")
+    width, height, _, _, compression = struct.unpack_from("<iiHHI", data, 18)
+    return (offset, width, height, compression) if compression in (1, 2) else None
+
+
 def _bmp_rle_excess(data: bytes) -> str | None:
     """More codes than `BMP_RLE_CODE_LIMIT` in the RLE pixel data Pillow reads.
 
@@ -1129,11 +1138,12 @@ def _bmp_rle_excess(data: bytes) -> str | None:
     end-of-bitmap code, the data's end) does not count: about 0.5 us a code, paid only when the data after the
     offset could hold more codes than the limit.
     """
-    if len(data) < 38 or int.from_bytes(data[14:18], "little") < 40:  # the OS/2 core header has no compression
+    rle = _bmp_rle(data)
+    if rle is None:
         return None
-    pos, header = struct.unpack_from("<II", data, 10)
-    width, height, _, _, compression = struct.unpack_from("<iiHHI", data, 18)
-    if compression not in (1, 2) or width <= 0 or pos < 14 + header or len(data) - pos <= 2 * BMP_RLE_CODE_LIMIT:
+    pos, width, height, compression = rle
+    header = int.from_bytes(data[14:18], "little")
+    if width <= 0 or pos < 14 + header or len(data) - pos <= 2 * BMP_RLE_CODE_LIMIT:
         return None
     rle4, end, frame = compression == 2, len(data), width * abs(height)
     filled = x = codes = 0
@@ -1296,11 +1306,12 @@ def _bmp_missing(data: bytes) -> str | None:
     Pillow's RLE decoder stops once every row is filled, so a file cut in its last end-of-line and
     end-of-bitmap codes renders; an uncompressed array it refuses itself when short.
     """
-    if len(data) < 38 or int.from_bytes(data[14:18], "little") < 40:  # the OS/2 core header has no compression
+    rle = _bmp_rle(data)
+    if rle is None:
         return None
-    offset = int.from_bytes(data[10:14], "little")
-    compression, size = struct.unpack_from("<II", data, 30)
-    if compression not in (1, 2) or offset + size <= len(data):
+    offset, _, _, compression = rle
+    size = int.from_bytes(data[34:38], "little")
+    if offset + size <= len(data):
         return None
     rle, left = 8 if compression == 1 else 4, len(data) - offset
     return f"RLE{rle} pixel data at offset {offset} declares {size} bytes, the file ends {left} bytes into it"

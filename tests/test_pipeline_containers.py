@@ -21,6 +21,7 @@ from handler import pipeline, sniff
 from handler.pipeline import Rejected, render
 from handler.variants import PRESETS, VariantSpec
 from tests.conftest import HOSTILE_DIR
+from tests.test_colour_profiles import SRGB_D50
 from tests.test_pipeline_generated import bmp_file, icc_profile
 
 PNG_FULL = [VariantSpec("png", "png")]
@@ -441,7 +442,6 @@ BIG = deflated_text(1_200_000)  # ImageMagick's hex "Raw profile type xmp" of a 
 GAMMA_SRGB = png_chunk(b"gAMA", struct.pack(">I", 45455))  # what sRGB is close to: the picture does not change
 GAMMA_1 = png_chunk(b"gAMA", struct.pack(">I", 100_000))
 P3_CHRM = png_chunk(b"cHRM", struct.pack(">8I", 31270, 32900, 68000, 32000, 26500, 69000, 15000, 6000))
-SRGB_D50 = ((0.4361, 0.2225, 0.0139), (0.3851, 0.7169, 0.0971), (0.1431, 0.0606, 0.7141))
 LINEAR_ICCP = png_chunk(b"iCCP", b"linear\0\0" + zlib.compress(icc_profile(b"RGB ", "linear sRGB", 1.0, SRGB_D50)))
 IGNORED_CHUNKS: dict[str, tuple[Sequence[bytes], Sequence[bytes]]] = {
     "ztxt-inflating-past-1-mb": ([png_chunk(b"zTXt", b"Raw profile type xmp\0\0" + BIG)], []),
