@@ -31,6 +31,7 @@ import math
 import os
 import struct
 import threading
+import warnings
 import zlib
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -238,6 +239,31 @@ def _header_error(container: str, error: BaseException, data: bytes) -> Rejected
     return Rejected("corrupt", f"{container} header cannot be parsed: {message or type(error).__name__}")
 
 
+def _other_pillow_format(data: bytes) -> str | None:
+    """The format of a Pillow plugin we do not let decode whose parser reads this header (PCX, PPM, TGA, SGI...).
+
+    Such a file is an image in a format we refuse, not "no image": most of these have no signature worth the
+    name, so their own header parser is the test. It reads the header only; no pixel is decoded, and any error
+    means "not this format". All plugins are registered here, on the refusal path, not at import.
+    """
+    Image.init()
+    refused = [name for name in Image.OPEN if name not in sniff.ALLOWED_PILLOW_FORMATS and name != "MPO"]
+    prefix = data[:16]  # what Image.open shows a plugin's accept()
+    for name in refused:
+        factory, accept = Image.OPEN[name]
+        try:
+            accepted = accept is None or accept(prefix)
+            if not accepted or isinstance(accepted, str):  # a string says "mine, but unreadable here": a no, as open
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                factory(io.BytesIO(data), None).close()
+        except Exception:  # a parser's failure, of whatever kind, only says "not this format"
+            continue
+        return name
+    return None
+
+
 def _classify_unidentified(data: bytes) -> Rejected:
     container = sniff.accepted_container(data)
     if container is not None:
@@ -249,7 +275,7 @@ def _classify_unidentified(data: bytes) -> Rejected:
         except _DECODE_ERRORS as exc:
             return _header_error(container, exc, data)
         return Rejected("corrupt", f"{container} signature but the header cannot be parsed")
-    other = sniff.other_image_format(data)
+    other = sniff.other_image_format(data) or _other_pillow_format(data)
     if other is not None:
         accepted = ", ".join(sniff.ALLOWED_PILLOW_FORMATS)
         return Rejected("unsupported_format", f"{other} is not accepted; accepted: {accepted}")
