@@ -65,6 +65,19 @@ _OTHER_IMAGE_SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
     (0, b"\x76\x2f\x31\x01", "OpenEXR"),
     (0, b"FLIF", "FLIF"),
     (0, b"II\xbc", "JPEG XR"),
+    (0, b"\x8aMNG\r\n\x1a\n", "MNG"),
+    (0, b"\x8bJNG\r\n\x1a\n", "JNG"),
+    (0, b"BPG\xfb", "BPG"),
+    (0, b"farbfeld", "farbfeld"),
+    (0, b"\x08\xf2\xa6\xb6", "VIPS"),
+    (0, b"\xb6\xa6\xf2\x08", "VIPS"),
+    (0, b"SDPX", "DPX"),
+    (0, b"XPDS", "DPX"),
+    (0, b"\xabKTX 11\xbb", "KTX"),
+    (0, b"\xabKTX 20\xbb", "KTX2"),
+    (4, b"ftypcrx ", "Canon CR3 raw"),
+    # Vector and page formats image tools rasterise (libvips, ImageMagick): images in a format we refuse, as SVG.
+    (0, b"%PDF-", "PDF"),
 )
 
 
