@@ -48,7 +48,7 @@ from PIL import (
     UnidentifiedImageError,
 )
 
-from handler import av1, sniff
+from handler import av1, bmp, sniff
 from handler.colour import to_srgb, to_working_mode
 from handler.encode import encode_variant, prepare_for_format, save_prepared
 from handler.geometry import EXIF_ERRORS, TRANSPOSE_FOR_ORIENTATION, Plan, output_size, plan_variant, read_orientation
@@ -227,12 +227,12 @@ def _ensure_heif_plugin() -> None:
 def _header_error(container: str, error: BaseException, data: bytes) -> Rejected:
     """`corrupt`, with the decoder's own words: a valid layout it has no decoder for (a TIFF's CMYK with alpha,
     "unknown pixel mode") reads exactly like damage (a bit flip in BitsPerSample), so only the words tell.
-    A BMP's bitfields can tell, though: `unsupported_format` naming a layout Pillow has no decoder for."""
+    A BMP's header can tell, though: `unsupported_format` naming a valid layout no decoder here reads."""
     # A KeyError is a lookup of a code the decoder does not know (a TIFF compression, say): its str is the bare key.
     # Pillow's TIFF plugin wraps it in a SyntaxError.
     cause = error.args[0] if error.args and isinstance(error.args[0], BaseException) else error
     message = f"unknown code {cause.args[0]!r}" if isinstance(cause, KeyError) and cause.args else str(cause)
-    if container == "BMP" and message == "Unsupported BMP bitfields layout":
+    if container == "BMP":
         unsupported = _bmp_layout_unsupported(data)
         if unsupported is not None:
             return unsupported
@@ -323,7 +323,10 @@ def _open(data: bytes, pixel_limit: int) -> Image.Image:
     except UnidentifiedImageError:
         raise _classify_unidentified(readable) from None
     except _DECODE_ERRORS as exc:
-        raise _header_error(sniff.accepted_container(data) or "image", exc, data) from None
+        container = sniff.accepted_container(data) or "image"
+        if container == "BMP" and bmp.layout(data) is not None:
+            return _open_bmp(data, pixel_limit)
+        raise _header_error(container, exc, data) from None
     width, height = image.size
     if width * height > pixel_limit:
         raise Rejected("too_many_pixels", f"{width}x{height} = {width * height} pixels exceeds the limit {pixel_limit}")
@@ -336,6 +339,26 @@ def _open(data: bytes, pixel_limit: int) -> Image.Image:
     if isinstance(image, TiffImagePlugin.TiffImageFile) and image.mode == "YCbCr" and _ycbcr_needs_libtiff(image):
         _decode_with_libtiff(image)
     return image
+
+
+def _open_bmp(data: bytes, pixel_limit: int) -> Image.Image:
+    """A BMP in a layout Pillow has no decoder for, decoded by `handler.bmp` after the checks `_open` makes of a
+    frame Pillow opens: the pixel limit, a frame that is not empty, a whole file.
+
+    Decoded here rather than in `_decode`: no Pillow plugin holds its header meanwhile.
+    """
+    info = sniff.bmp_info(data)
+    width, height = (info.width, abs(info.height)) if info is not None else (0, 0)
+    _refuse_over_limit((width, height), pixel_limit, "header declares")
+    if width < 1 or height < 1:
+        raise Rejected("corrupt", f"header declares an empty frame {width}x{height}")
+    missing = sniff.truncation(data)
+    if missing is not None:
+        raise Rejected("corrupt", missing)
+    try:
+        return bmp.decode(data)
+    except _DECODE_ERRORS as exc:
+        raise Rejected("corrupt", f"pixel data cannot be decoded: {exc}") from None
 
 
 def _ycbcr_needs_libtiff(image: TiffImagePlugin.TiffImageFile) -> bool:
@@ -736,18 +759,11 @@ def _bmp_alpha(image: Image.Image, data: bytes) -> Image.Image:
 
 
 def _bmp_layout_unsupported(data: bytes) -> Rejected | None:
-    """`unsupported_format` naming the layout for a BMP whose bitfields Pillow has no decoder for (it reads 16-bit
-    R5G6B5 and X1R5G5B5, 32-bit with 8-bit channels): with masks that are runs of bits apart, it is a valid BMP,
-    not a damaged one. None when the masks are no such layout (damage)."""
-    bitfields = sniff.bmp_bitfields(data)
-    layout = bitfields.layout if bitfields is not None else None
-    if bitfields is None or layout is None:
-        return None
-    return Rejected(
-        "unsupported_format",
-        f"BMP with {bitfields.bits}-bit {layout} bitfields: Pillow decodes 16-bit R5G6B5 and X1R5G5B5, "
-        "and 32-bit BMPs with 8-bit channels",
-    )
+    """`unsupported_format` naming the layout of a valid BMP that neither Pillow nor `handler.bmp` decodes (an
+    embedded JPEG or PNG, OS/2 Huffman 1D or RLE24, bitfields at 24 bits): not a damaged one. None when the header
+    is no such layout (damage)."""
+    layout = bmp.unsupported(data)
+    return None if layout is None else Rejected("unsupported_format", layout)
 
 
 @dataclass

@@ -16,7 +16,7 @@ limit bounds,
 (`gif_first_image_box`), (h) hide from Pillow the parts its parsers fail on and browsers skip
 (`readable_by_pillow`), and (i) read the fields libpng and Chromium decode by that Pillow reads otherwise or
 not at all: a PNG's bit depth, interlacing and tRNS as libpng applies it (`png_pixels`) and its image data
-(`png_image_data`), a BMP's bitfield masks (`bmp_bitfields`).
+(`png_image_data`), a BMP's headers (`bmp_info`) and bitfield masks (`bmp_bitfields`).
 """
 
 from __future__ import annotations
@@ -140,8 +140,11 @@ def _signature(data: bytes) -> str | None:
     return None
 
 
-# DIB header sizes: OS/2 1.x core, OS/2 2.x short, BITMAPINFOHEADER, V2, V3, OS/2 2.x, V4, V5.
-_BMP_HEADER_SIZES = frozenset({12, 16, 40, 52, 56, 64, 108, 124})
+_BMP_OS2_V2_HEADER_SIZES = frozenset({*range(16, 65, 4), 42, 46} - {40, 52, 56})
+"""OS/2 2.x info headers (BITMAPCOREHEADER2): any multiple of 4 from 16 to 64 bytes, or 42 or 46, as Chromium reads
+them; a header of 40, 52 or 56 bytes is the Windows one of that size."""
+# DIB header sizes: OS/2 1.x core, BITMAPINFOHEADER, V2, V3, V4, V5, and the OS/2 2.x ones.
+_BMP_HEADER_SIZES = frozenset({12, 40, 52, 56, 108, 124}) | _BMP_OS2_V2_HEADER_SIZES
 # Extensions a GIF89a defines: plain text, graphic control, comment, application.
 _GIF_EXTENSION_LABELS = frozenset({0x01, 0xF9, 0xFE, 0xFF})
 
@@ -1135,13 +1138,57 @@ def _derived_excess(data: bytes, meta: tuple[int, int], iprp: tuple[int, int]) -
     return None
 
 
+@dataclass(frozen=True)
+class BmpInfo:
+    """A BMP's file and info header fields, as far as its header goes: those a short one lacks are 0, as OS/2 2.x
+    defines them (and the OS/2 1.x core header has no compression)."""
+
+    header_size: int
+    offset: int
+    """Where the pixel data starts, from the file header (0: right after the palette)."""
+    width: int
+    height: int
+    """Negative for rows stored top-down (most BMPs store them bottom-up)."""
+    bits: int
+    compression: int
+    data_size: int
+    colours: int
+    """Palette entries the header declares; 0 for all that the bit depth can index."""
+
+    @property
+    def os2_v2(self) -> bool:
+        """An OS/2 2.x header (Pillow reads only the 64-byte one): no bitfields, no 2-bit pixels, and compression 3
+        and 4 mean Huffman 1D and RLE24 there."""
+        return self.header_size in _BMP_OS2_V2_HEADER_SIZES
+
+    @property
+    def stride(self) -> int:
+        """Bytes a row of uncompressed pixels takes, padded to 4."""
+        return (max(self.width, 0) * self.bits + 31) // 32 * 4
+
+
+def bmp_info(data: bytes) -> BmpInfo | None:
+    """The headers of a BMP, fields cut off at the file's end read as 0; None for other containers and an info
+    header size that is none."""
+    if _signature(data) != "BMP":
+        return None
+    offset, header = struct.unpack_from("<II", data, 10)  # the signature needs 18 bytes
+    if header == 12:
+        width, height, _, bits = struct.unpack_from("<HHHH", data[18:26].ljust(8, b"\0"))
+        return BmpInfo(header, offset, width, height, bits, 0, 0, 0)
+    if header < 16:
+        return None
+    fields = data[18 : 14 + min(header, 40)].ljust(36, b"\0")
+    width, height, _, bits, compression, size, _, _, colours = struct.unpack_from("<iiHHIIiiI", fields)
+    return BmpInfo(header, offset, width, height, bits, compression, size, colours)
+
+
 def _bmp_rle(data: bytes) -> tuple[int, int, int, int] | None:
     """(pixel data offset, width, height, compression) of a BMP whose pixels are RLE8 (1) or RLE4 (2) coded."""
-    if len(data) < 38 or int.from_bytes(data[14:18], "little") < 40:  # the OS/2 core header has no compression
+    info = bmp_info(data)
+    if info is None or info.compression not in (1, 2):
         return None
-    offset = int.from_bytes(data[10:14], "little")
-    width, height, _, _, compression = struct.unpack_from("<iiHHI", data, 18)
-    return (offset, width, height, compression) if compression in (1, 2) else None
+    return info.offset, info.width, info.height, info.compression
 
 
 def _bmp_rle_excess(data: bytes) -> str | None:
@@ -1313,21 +1360,35 @@ def _tiff_array(code: str, order: str, raw: bytes) -> array.array[int]:
     return values
 
 
+_BMP_DEPTHS = frozenset({1, 2, 4, 8, 16, 24, 32})
+"""Bits per pixel of uncompressed BMPs that Pillow or `handler.bmp` decode."""
+
+
 def _bmp_missing(data: bytes) -> str | None:
-    """An RLE pixel array must be as long as the header declares it.
+    """The pixel array must be as long as the header declares it: an RLE one its size field, an uncompressed one
+    (also bitfields) its rows, each padded to 4 bytes.
 
     Pillow's RLE decoder stops once every row is filled, so a file cut in its last end-of-line and
-    end-of-bitmap codes renders; an uncompressed array it refuses itself when short.
+    end-of-bitmap codes renders; an uncompressed array Pillow refuses itself when short, `handler.bmp` by this.
     """
-    rle = _bmp_rle(data)
-    if rle is None:
+    info = bmp_info(data)
+    if info is None:
         return None
-    offset, _, _, compression = rle
-    size = int.from_bytes(data[34:38], "little")
-    if offset + size <= len(data):
+    offset, left = info.offset, max(0, len(data) - info.offset)
+    if info.compression in (1, 2):
+        if offset + info.data_size <= len(data):
+            return None
+        rle, size = 8 if info.compression == 1 else 4, info.data_size
+        return f"RLE{rle} pixel data at offset {offset} declares {size} bytes, the file ends {left} bytes into it"
+    if not offset or info.compression not in (0, *_BMP_BITFIELDS) or info.bits not in _BMP_DEPTHS:
+        return None  # without an offset, the pixels follow the palette: Pillow's decoder tells
+    rows = abs(info.height)
+    if info.stride * rows <= left:
         return None
-    rle, left = 8 if compression == 1 else 4, len(data) - offset
-    return f"RLE{rle} pixel data at offset {offset} declares {size} bytes, the file ends {left} bytes into it"
+    return (
+        f"pixel data at offset {offset} needs {info.stride * rows} bytes ({rows} rows of {info.stride}), "
+        f"the file ends {left} bytes into it"
+    )
 
 
 def _iso_bmff_missing(data: bytes) -> str | None:
@@ -1508,14 +1569,11 @@ def bmp_bitfields(data: bytes) -> BmpBitfields | None:
     The masks follow a 40-byte header (three, four for BI_ALPHABITFIELDS) or are in a longer one (the alpha mask
     from 56 bytes on), as Pillow and Chromium read them.
     """
-    if _signature(data) != "BMP" or len(data) < 54:
+    info = bmp_info(data)
+    if info is None or info.header_size < 40 or info.compression not in _BMP_BITFIELDS:
         return None
-    offset, header = struct.unpack_from("<II", data, 10)
-    width, height, _, bits, compression = struct.unpack_from("<iiHHI", data, 18)
-    if header < 40 or compression not in _BMP_BITFIELDS:
-        return None
-    count = 4 if header >= 56 or compression == 6 else 3
+    count = 4 if info.header_size >= 56 or info.compression == 6 else 3
     if len(data) < 54 + 4 * count:
         return None
     red, green, blue, *alpha = struct.unpack_from(f"<{count}I", data, 54)
-    return BmpBitfields(bits, (red, green, blue, alpha[0] if alpha else 0), offset, width, height)
+    return BmpBitfields(info.bits, (red, green, blue, alpha[0] if alpha else 0), info.offset, info.width, info.height)

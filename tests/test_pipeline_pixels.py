@@ -305,13 +305,20 @@ def test_bmp_bitfields_layout_is_named(layout: str | None, bits_masks: tuple[int
 
 
 @pytest.mark.parametrize("layout", ["A4R4G4B4", "X4R4G4B4", "A2R10G10B10"])
-def test_bmp_bitfields_pillow_cannot_decode_are_unsupported_not_corrupt(layout: str) -> None:
+def test_bmp_bitfields_pillow_cannot_decode_are_decoded(layout: str) -> None:
+    """By `handler.bmp`, as Chromium shows them (tests/test_bmp.py checks their pixels)."""
     bits, masks = BMP_LAYOUTS[layout]
     data = bmp_file((4, 2), bits, bytes(bits), compression=3, masks=masks)
+    assert row_of(rendered(data)) == [(0, 0, 0, 255)] * 4  # alpha 0 everywhere: opaque
+
+
+def test_bmp_bitfields_at_24_bits_are_unsupported_not_corrupt() -> None:
+    """A valid layout, at a depth browsers decode no bitfields at."""
+    data = bmp_file((4, 2), 24, bytes(24), compression=3, masks=(0xFF, 0xFF00, 0xFF0000, 0))
     with pytest.raises(Rejected) as refused:
         render(data, [PNG_FULL])
     assert refused.value.reason == "unsupported_format"
-    assert layout in refused.value.detail
+    assert "24-bit B8G8R8 bitfields" in refused.value.detail
 
 
 @pytest.mark.parametrize("masks", [(0x7C00, 0x3E0, 0x1F, 0), BMP_GARBAGE_MASKS["overlapping"][1]])

@@ -1,0 +1,211 @@
+"""The valid BMP layouts Pillow has no decoder for, decoded as Chromium's BMPImageReader shows them. Pure: bytes in,
+`PIL.Image` out; no AWS.
+
+Pillow 13 refuses these, which Chromium and Firefox display:
+
+- bitfields (BI_BITFIELDS, BI_ALPHABITFIELDS) of 16- and 32-bit pixels in a Windows header, whose masks are runs
+  of bits apart but not one of the few layouts Pillow knows (A4R4G4B4, X2R10G10B10, 2-3-1 bits, R8B8X4G8X4, ...);
+- 2 bits a pixel through a palette (Windows CE), in a Windows header;
+- OS/2 2.x info headers of other sizes than the 64 bytes Pillow reads (16 to 60 bytes).
+
+`unsupported` names the valid layouts refused instead: a JPEG or PNG inside a BMP (compression 4 or 5; not all
+browsers show one), OS/2's Huffman 1D and RLE24 compressions, bitfields at other depths. Pixels are unpacked in
+Pillow's C code: a pixel's bytes become "L" bands, and each channel comes from the one or two bytes its bits lie in
+through lookup tables (`Image.point`), about 0.1 s for 12 megapixels, at most ~10 bytes a pixel besides the upload.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import struct
+
+from PIL import Image, ImageChops
+
+from handler import sniff
+from handler.sniff import BmpBitfields, BmpInfo
+
+__all__ = ["decode", "layout", "unsupported"]
+
+LOG = logging.getLogger(__name__)
+
+_WINDOWS_HEADERS = frozenset({40, 52, 56, 108, 124})
+"""Info header sizes Chromium reads as Windows ones (V3, V2, V3 with alpha, V4, V5): only these have bitfields and
+2-bit pixels."""
+_PILLOW_HEADERS = frozenset({12, 40, 52, 56, 64, 108, 124})
+"""Info header sizes Pillow's BMP plugin reads."""
+_BITFIELD_DEPTHS = (16, 32)
+"""The only depths Chromium decodes bitfields at."""
+_OS2_DEPTHS = frozenset({1, 4, 8, 24})
+"""The depths Chromium decodes in an OS/2 header."""
+_EMBEDDED = {4: (b"\xff\xd8\xff", "JPEG"), 5: (b"\x89PNG\r\n\x1a\n", "PNG")}
+"""Compression -> (signature of the image the pixel data is, its format), for a BMP of bit count 0."""
+
+
+def _scale(bits: int) -> list[int]:
+    """Each value of an n-bit channel spread over 0..255, rounded half up: Chromium's `nBitTo8BitlookupTable`.
+
+    A channel of 8 bits or more is not scaled: Chromium keeps its top 8 bits (`_field`).
+    """
+    top = (1 << bits) - 1
+    return [(value * 510 + top) // (2 * top) for value in range(top + 1)]
+
+
+def _field(mask: int) -> tuple[int, int]:
+    """(lowest bit, width) of what Chromium reads of a channel's mask: all of it up to 8 bits, else its top 8."""
+    low = (mask & -mask).bit_length() - 1
+    bits = mask.bit_length() - low
+    return (low + bits - 8, 8) if bits > 8 else (low, bits)
+
+
+def layout(data: bytes) -> str | None:
+    """The layout of a BMP that `decode` reads, named for logs; None for any other file (a layout Pillow has no
+    decoder for that Chromium does not show either, damage, or one `unsupported` names).
+
+    Bitfields layouts Pillow knows are named too: `decode` reads them the same way, but the pipeline leaves them
+    to Pillow.
+    """
+    info = sniff.bmp_info(data)
+    if info is None:
+        return None
+    if info.header_size in _WINDOWS_HEADERS:
+        if info.compression == 0 and info.bits == 2:
+            return "2-bit palette"
+        fields = _decodable_bitfields(data)
+        return None if fields is None else f"{fields.bits}-bit {fields.layout} bitfields"
+    if (
+        info.os2_v2
+        and info.header_size not in _PILLOW_HEADERS
+        and info.bits in _OS2_DEPTHS
+        and info.compression in (0, 1, 2)
+    ):
+        return f"OS/2 2.x header of {info.header_size} bytes"
+    return None
+
+
+def _decodable_bitfields(data: bytes) -> BmpBitfields | None:
+    """The bitfields of a 16- or 32-bit BMP whose masks are runs of bits apart, in a Windows header."""
+    fields = sniff.bmp_bitfields(data)
+    if fields is None or fields.bits not in _BITFIELD_DEPTHS or fields.layout is None:
+        return None
+    return fields
+
+
+def unsupported(data: bytes) -> str | None:
+    """Why a valid BMP is refused, naming its layout; None for damage (or a layout Pillow or `decode` reads).
+
+    A JPEG or PNG inside a BMP counts only with bit count 0 and the image's signature at the pixel offset, as
+    Chromium requires; other such fields read like damage.
+    """
+    info = sniff.bmp_info(data)
+    if info is None:
+        return None
+    embedded = _EMBEDDED.get(info.compression)
+    if embedded and info.header_size in _WINDOWS_HEADERS and info.bits == 0 and info.offset:
+        signature, name = embedded
+        if data.startswith(signature, info.offset):
+            return f"BMP with an embedded {name} (compression {info.compression}): not all browsers show one"
+    if info.os2_v2 and (info.compression, info.bits) in ((3, 1), (4, 24)):
+        name = "Huffman 1D" if info.compression == 3 else "RLE24"
+        return f"OS/2 BMP with {name} compression: no browser shows one"
+    fields = sniff.bmp_bitfields(data)
+    if fields is not None and fields.layout is not None and fields.bits not in _BITFIELD_DEPTHS:
+        return (
+            f"BMP with {fields.bits}-bit {fields.layout} bitfields: bitfields are decoded at 16 and 32 bits a pixel, "
+            "as browsers decode them"
+        )
+    return None
+
+
+def decode(data: bytes) -> Image.Image:
+    """The frame of a BMP whose layout `layout` names, as Chromium shows it, with `format` "BMP".
+
+    Raises ValueError for another file, or pixel data shorter than its rows (which `sniff.truncation` names first).
+    """
+    info, name = sniff.bmp_info(data), layout(data)
+    if info is None or name is None:
+        raise ValueError("not a BMP layout handler.bmp decodes")
+    LOG.info("decoding a BMP with %s, which Pillow has no decoder for", name)
+    if info.header_size not in _WINDOWS_HEADERS:
+        return _os2_v2(data, info)
+    fields = _decodable_bitfields(data)
+    image = _palette2(data, info) if fields is None else _bitfields(data, fields)
+    image.format = "BMP"
+    return image
+
+
+def _rows(data: bytes, offset: int, height: int) -> tuple[memoryview, int]:
+    """The pixel data, without a copy, and the raw decoder's row step: -1 for rows stored bottom-up."""
+    return memoryview(data)[offset:], 1 if height < 0 else -1
+
+
+def _bitfields(data: bytes, fields: BmpBitfields) -> Image.Image:
+    """16- or 32-bit pixels whose channels lie where the masks say; a mask of 0 leaves its colour 0 (alpha opaque).
+
+    Alpha that is 0 everywhere is unused, and the frame opaque, as Chromium and Windows show it.
+    """
+    size = (fields.width, abs(fields.height))
+    stride = (fields.width * fields.bits + 31) // 32 * 4
+    rows, step = _rows(data, fields.offset, fields.height)
+    if fields.bits == 32:  # each byte of a pixel becomes a band, the buffer shared
+        pixels = Image.frombuffer("RGBA", size, rows, "raw", "RGBA", stride, step)
+    else:
+        pixels = Image.frombuffer("LA", size, rows, "raw", "LA", stride, step)
+    red, green, blue, alpha = (_channel(pixels, mask) if mask else None for mask in fields.masks)
+    if alpha is not None and alpha.getextrema() == (0, 0):
+        alpha = None
+    black = Image.new("L", size) if None in (red, green, blue) else None
+    bands = [band or black for band in (red, green, blue)]
+    return Image.merge("RGB", bands) if alpha is None else Image.merge("RGBA", [*bands, alpha])
+
+
+def _channel(pixels: Image.Image, mask: int) -> Image.Image:
+    """The 8-bit channel under `mask` from the bands of a pixel's bytes: the one or two bytes its bits lie in,
+    through lookup tables."""
+    low, bits = _field(mask)
+    byte, shift = divmod(low, 8)
+    scale = _scale(bits)
+    first = pixels.getchannel(byte)
+    if shift + bits <= 8:
+        if (shift, bits) == (0, 8):
+            return first
+        return first.point([scale[(value >> shift) & ((1 << bits) - 1)] for value in range(256)])
+    # The field continues in the next byte: its low part from this byte, its high part from that one.
+    high_bits = shift + bits - 8
+    low_part = first.point([value >> shift for value in range(256)])
+    high_part = pixels.getchannel(byte + 1).point(
+        [(value & ((1 << high_bits) - 1)) << (8 - shift) for value in range(256)]
+    )
+    joined = ImageChops.add(low_part, high_part)  # the parts' bits are apart, so their sum is the field
+    return joined if bits == 8 else joined.point(scale + [0] * (256 - len(scale)))
+
+
+def _palette2(data: bytes, info: BmpInfo) -> Image.Image:
+    """2 bits a pixel, four to a byte from the high bits, through the palette of BGRX entries after the header.
+
+    As in Chromium: a palette that declares 0 or more than 4 entries has 4, one that runs into the pixel data is
+    cut there, and an index beyond it is black.
+    """
+    table = 14 + info.header_size
+    colours = info.colours if 0 < info.colours <= 4 else 4
+    if info.offset:
+        colours = min(colours, max(0, (info.offset - table) // 4))
+    entries = data[table : table + 4 * colours].ljust(16, b"\0")
+    rows, step = _rows(data, info.offset or table + 4 * colours, info.height)
+    image = Image.frombuffer("P", (info.width, abs(info.height)), rows, "raw", "P;2", info.stride, step)
+    image.putpalette(entries, "BGRX")
+    return image
+
+
+def _os2_v2(data: bytes, info: BmpInfo) -> Image.Image:
+    """An OS/2 2.x header of other than 64 bytes, given to Pillow as the BITMAPINFOHEADER its first 40 bytes are
+    (fields a shorter header lacks are 0, as there), with the rest of the file unchanged behind it.
+
+    Costs a copy of the upload; such files are rare and small (palettes from OS/2 tools).
+    """
+    header = struct.pack("<I", 40) + data[18 : 14 + min(info.header_size, 40)].ljust(36, b"\0")
+    offset = info.offset + 40 - info.header_size if info.offset else 0
+    rewritten = b"".join((data[:10], struct.pack("<I", offset), header, memoryview(data)[14 + info.header_size :]))
+    image = Image.open(io.BytesIO(rewritten), formats=["BMP"])
+    image.load()
+    return image
