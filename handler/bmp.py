@@ -6,7 +6,9 @@ Pillow 13 refuses these, which Chromium and Firefox display:
 - bitfields (BI_BITFIELDS, BI_ALPHABITFIELDS) of 16- and 32-bit pixels in a Windows header, whose masks are runs
   of bits apart but not one of the few layouts Pillow knows (A4R4G4B4, X2R10G10B10, 2-3-1 bits, R8B8X4G8X4, ...);
 - 2 bits a pixel through a palette (Windows CE), in a Windows header;
-- OS/2 2.x info headers of other sizes than the 64 bytes Pillow reads (16 to 60 bytes).
+- OS/2 2.x info headers of other sizes than the 64 bytes Pillow reads (16 to 60 bytes);
+- a palette declared longer than its 1-, 4- or 8-bit indexes reach (300 entries, or a damaged count): Chromium reads
+  the entries the indexes reach.
 
 `unsupported` names the valid layouts refused instead: a JPEG or PNG inside a BMP (compression 4 or 5; not all
 browsers show one), OS/2's Huffman 1D and RLE24 compressions, bitfields at other depths. Pixels are unpacked in
@@ -25,7 +27,7 @@ from PIL import Image, ImageChops
 from handler import sniff
 from handler.sniff import BmpBitfields, BmpInfo
 
-__all__ = ["decode", "layout", "unsupported"]
+__all__ = ["decode", "layout", "pillow_cannot_decode", "unsupported"]
 
 LOG = logging.getLogger(__name__)
 
@@ -38,6 +40,10 @@ _BITFIELD_DEPTHS = (16, 32)
 """The only depths Chromium decodes bitfields at."""
 _OS2_DEPTHS = frozenset({1, 4, 8, 24})
 """The depths Chromium decodes in an OS/2 header."""
+_PALETTE_DEPTHS = frozenset({1, 4, 8})
+"""The depths whose pixels index a palette that Pillow reads."""
+_CLR_USED = 14 + 32
+"""Where a Windows info header keeps the number of palette entries (biClrUsed)."""
 _EMBEDDED = {4: (b"\xff\xd8\xff", "JPEG"), 5: (b"\x89PNG\r\n\x1a\n", "PNG")}
 """Compression -> (signature of the image the pixel data is, its format), for a BMP of bit count 0."""
 
@@ -71,6 +77,8 @@ def layout(data: bytes) -> str | None:
     if info.header_size in _WINDOWS_HEADERS:
         if info.compression == 0 and info.bits == 2:
             return "2-bit palette"
+        if _palette_oversized(info):
+            return f"palette of {info.colours} entries for {info.bits}-bit indexes"
         fields = _decodable_bitfields(data)
         return None if fields is None else f"{fields.bits}-bit {fields.layout} bitfields"
     if (
@@ -81,6 +89,17 @@ def layout(data: bytes) -> str | None:
     ):
         return f"OS/2 2.x header of {info.header_size} bytes"
     return None
+
+
+def pillow_cannot_decode(data: bytes) -> bool:
+    """Whether Pillow opens this BMP but fails on its pixels, so `decode` must read it in Pillow's stead."""
+    info = sniff.bmp_info(data)
+    return info is not None and info.header_size in _WINDOWS_HEADERS and _palette_oversized(info)
+
+
+def _palette_oversized(info: BmpInfo) -> bool:
+    """A palette declared longer than its indexes reach (Pillow refuses it; Chromium reads the entries they reach)."""
+    return info.bits in _PALETTE_DEPTHS and info.compression in (0, 1, 2) and info.colours > 1 << info.bits
 
 
 def _decodable_bitfields(data: bytes) -> BmpBitfields | None:
@@ -128,6 +147,8 @@ def decode(data: bytes) -> Image.Image:
     LOG.info("decoding a BMP with %s, which Pillow has no decoder for", name)
     if info.header_size not in _WINDOWS_HEADERS:
         return _os2_v2(data, info)
+    if _palette_oversized(info):
+        return _palette_clamped(data)
     fields = _decodable_bitfields(data)
     image = _palette2(data, info) if fields is None else _bitfields(data, fields)
     image.format = "BMP"
@@ -194,6 +215,19 @@ def _palette2(data: bytes, info: BmpInfo) -> Image.Image:
     rows, step = _rows(data, info.offset or table + 4 * colours, info.height)
     image = Image.frombuffer("P", (info.width, abs(info.height)), rows, "raw", "P;2", info.stride, step)
     image.putpalette(entries, "BGRX")
+    return image
+
+
+def _palette_clamped(data: bytes) -> Image.Image:
+    """A palette declared longer than its indexes reach, given to Pillow as the full palette of its depth (a header
+    that declares 0 entries): the pixels stay where the file header says, so only the entries they index are read.
+
+    Costs a copy of the upload; such palettes are at most 8-bit, so the frame is small next to the limit.
+    """
+    rewritten = bytearray(data)
+    rewritten[_CLR_USED : _CLR_USED + 4] = bytes(4)
+    image = Image.open(io.BytesIO(rewritten), formats=["BMP"])
+    image.load()
     return image
 
 

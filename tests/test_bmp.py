@@ -2,7 +2,8 @@
 refused with its classified reason.
 
 Bitfields of 16- and 32-bit pixels with any masks that are runs of bits (BI_BITFIELDS and BI_ALPHABITFIELDS),
-2-bit palettes, OS/2 2.x headers of other sizes than 64 bytes; a JPEG or PNG inside a BMP is refused by name.
+2-bit palettes, OS/2 2.x headers of other sizes than 64 bytes, palettes declared longer than their indexes reach;
+a JPEG or PNG inside a BMP is refused by name.
 """
 
 from __future__ import annotations
@@ -242,6 +243,44 @@ def test_os2_v2_16_byte_header_with_a_palette() -> None:
     data = os2_v2(bmp_file((3, 2), 4, pixels, palette=palette), 16)
     expected = [[palette[0xE], palette[3], palette[4]], [palette[0], palette[1], palette[2]]]
     assert rows_of(rendered(data), "RGB") == expected
+
+
+# --- palettes declared longer than their indexes reach --------------------------------------------------------------
+
+
+def _indexed(bits: int, colours: int, indexes: Sequence[int]) -> tuple[bytes, list[tuple[int, int, int]]]:
+    """A one-row `bits`-bit BMP of `indexes` whose header declares (and whose file holds) `colours` entries."""
+    palette = [(i % 256, (i * 7) % 256, 255 - i % 256) for i in range(colours)]
+    per_byte = 8 // bits
+    packed = bytearray()
+    for start in range(0, len(indexes), per_byte):
+        value = 0
+        for i, index in enumerate(indexes[start : start + per_byte]):
+            value |= index << (8 - bits * (i + 1))
+        packed.append(value)
+    return bmp_file((len(indexes), 1), bits, bytes(packed).ljust(4, b"\0"), palette=palette), palette
+
+
+@pytest.mark.parametrize(("bits", "colours"), [(8, 300), (4, 20), (1, 3)])
+def test_palette_longer_than_its_indexes_reach_renders_the_entries_they_reach(bits: int, colours: int) -> None:
+    """bmpsuite's pal8oversizepal: Pillow refuses it ("invalid palette size"); Chromium shows it."""
+    indexes = [0, (1 << bits) - 1, 1, (1 << bits) - 2]
+    data, palette = _indexed(bits, colours, indexes)
+    assert bmp.pillow_cannot_decode(data)
+    assert rows_of(rendered(data), "RGB") == [[palette[i] for i in indexes]]
+
+
+def test_damaged_palette_count_reads_the_full_palette_of_the_depth() -> None:
+    """bmpsuite's badpalettesize: a count of 305,402,420 entries in front of 256 of them."""
+    indexes = [255, 0, 17]
+    data, palette = _indexed(8, 256, indexes)
+    damaged = data[:46] + struct.pack("<I", 305_402_420) + data[50:]
+    assert rows_of(rendered(damaged), "RGB") == [[palette[i] for i in indexes]]
+
+
+def test_a_palette_within_its_indexes_is_left_to_pillow() -> None:
+    data, _ = _indexed(8, 256, [1, 2])
+    assert not bmp.pillow_cannot_decode(data)
 
 
 # --- refused -------------------------------------------------------------------------------------------------------
