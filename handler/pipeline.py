@@ -136,6 +136,11 @@ _LIBTIFF_NATIVE_RAWMODES = {"I;16BS": "I;16NS", "I;32BS": "I;32NS", "F;32BF": "F
 in (Pillow translates only unsigned 16-bit samples itself)."""
 _BIG_ENDIAN_BIGTIFF = b"MM\x00+"
 """Pillow tells BigTIFF from classic TIFF by the header's third byte, which is 0 in big-endian files."""
+# TIFF tags that tell a camera raw: DNGVersion; NewSubfileType, whose bit 0 flags a reduced-resolution image; SubIFDs.
+_DNG_VERSION = 50706
+_NEW_SUBFILE_TYPE = 254
+_REDUCED_RESOLUTION = 1
+_SUB_IFDS = 330
 _UNWRITTEN = 0x5A
 """What a PNG's last row holds before decoding, to tell whether the decoder reached it (its samples: 90 each)."""
 _INFLATE_STEP = 1 << 20
@@ -337,10 +342,33 @@ def _open(data: bytes, pixel_limit: int) -> Image.Image:
     missing = sniff.truncation(data)
     if missing is not None:
         raise Rejected("corrupt", missing)
+    raw = _camera_raw(image, data) if isinstance(image, TiffImagePlugin.TiffImageFile) else None
+    if raw is not None:
+        raise Rejected("unsupported_format", raw)
     # Pillow's own raw decoder is the only one that yields YCbCr: libtiff's give RGB.
     if isinstance(image, TiffImagePlugin.TiffImageFile) and image.mode == "YCbCr" and _ycbcr_needs_libtiff(image):
         _decode_with_libtiff(image)
     return image
+
+
+def _camera_raw(image: TiffImagePlugin.TiffImageFile, data: bytes) -> str | None:
+    """What camera raw a TIFF container holds, or None for a plain TIFF.
+
+    Pillow decodes a TIFF's first directory, which in a raw is the camera's preview or thumbnail, not the photo:
+    the sensor data (which no decoder here develops) lies in a SubIFD or a later directory. Rendering the preview
+    would pass a thumbnail off as the upload.
+    """
+    tags = image.tag_v2
+    if _DNG_VERSION in tags:
+        return "DNG camera raw: the sensor data needs a raw developer; upload a JPEG, HEIC or TIFF export"
+    if data[8:11] == b"CR\x02":
+        return "Canon CR2 camera raw: the sensor data needs a raw developer; upload a JPEG, HEIC or TIFF export"
+    if tags.get(_NEW_SUBFILE_TYPE, 0) & _REDUCED_RESOLUTION and _SUB_IFDS in tags:
+        return (
+            "TIFF whose first image is a reduced-resolution preview of one in a SubIFD (a camera raw such as NEF, "
+            "ARW or PEF): only the first image is decoded here"
+        )
+    return None
 
 
 def _open_bmp(data: bytes, pixel_limit: int) -> Image.Image:

@@ -76,6 +76,11 @@ _OTHER_IMAGE_SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
     (0, b"\xabKTX 11\xbb", "KTX"),
     (0, b"\xabKTX 20\xbb", "KTX2"),
     (4, b"ftypcrx ", "Canon CR3 raw"),
+    (0, b"IIRO", "Olympus ORF raw"),
+    (0, b"IIRS", "Olympus ORF raw"),
+    (0, b"MMOR", "Olympus ORF raw"),
+    (0, b"IIU\x00", "Panasonic RW2 raw"),
+    (0, b"FUJIFILMCCD-RAW", "Fujifilm RAF raw"),
     # Vector and page formats image tools rasterise (libvips, ImageMagick): images in a format we refuse, as SVG.
     (0, b"%PDF-", "PDF"),
 )

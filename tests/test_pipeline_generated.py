@@ -1295,6 +1295,19 @@ def _ftyp(major: bytes, *compatible: bytes) -> bytes:
     return (8 + len(body)).to_bytes(4, "big") + b"ftyp" + body + b"\0\0\0\x08free" + b"\0" * 64
 
 
+def _grey_tiff(extra_tags: Sequence[tuple[int, int, Sequence[int]]] = ()) -> bytes:
+    return tiff_file((W, H), [8], rgb_picture().convert("L").tobytes(), photometric=1, extra_tags=extra_tags)
+
+
+def _cr2_like() -> bytes:
+    """A grey TIFF laid out as a Canon CR2 starts: "CR", version 2 and the raw IFD's offset between header and IFD0."""
+    pixels = bytes(range(64))
+    entries = [(256, 8), (257, 8), (258, 8), (259, 1), (262, 1), (273, 16 + 2 + 9 * 12 + 4), (277, 1), (278, 8)]
+    entries.append((279, len(pixels)))
+    ifd = struct.pack("<H", len(entries)) + b"".join(struct.pack("<HHII", tag, 4, 1, value) for tag, value in entries)
+    return b"II*\0" + struct.pack("<I", 16) + b"CR\x02\0" + struct.pack("<I", 0) + ifd + bytes(4) + pixels
+
+
 NOT_ACCEPTED: dict[str, tuple[Callable[[], bytes], str]] = {
     "empty": (lambda: b"", "not_an_image"),
     "one-byte": (lambda: b"\xff", "not_an_image"),
@@ -1326,6 +1339,11 @@ NOT_ACCEPTED: dict[str, tuple[Callable[[], bytes], str]] = {
     "windows-exe": (lambda: b"MZ\x90\0" + b"\0" * 100, "not_an_image"),
     "mp4-video": (lambda: _ftyp(b"isom", b"iso2", b"mp41"), "not_an_image"),
     "canon-cr3-raw": (lambda: _ftyp(b"crx ", b"isom"), "unsupported_format"),
+    # Camera raws in a TIFF container: Pillow would decode the preview in the first directory as if it were the photo.
+    "dng-raw": (lambda: _grey_tiff([(254, 4, [1]), (50706, 1, [1, 4, 0, 0])]), "unsupported_format"),
+    "canon-cr2-raw": (_cr2_like, "unsupported_format"),
+    "raw-preview-of-a-subifd": (lambda: _grey_tiff([(254, 4, [1]), (330, 4, [8])]), "unsupported_format"),
+    "olympus-orf-raw": (lambda: b"IIRO\x08\0\0\0" + b"\0" * 64, "unsupported_format"),
     "mng": (lambda: b"\x8aMNG\r\n\x1a\n\x00\x00\x00\x1cMHDR" + b"\0" * 32, "unsupported_format"),
     "vips": (lambda: b"\x08\xf2\xa6\xb6" + b"\0" * 60, "unsupported_format"),
     "psd": (lambda: hostile("pillow_hopper.psd"), "unsupported_format"),
@@ -1361,6 +1379,16 @@ def test_not_accepted_content_is_refused_before_a_decoder_runs(
     # An image in a format we refuse is named as one, signature or not (TGA has none): Pillow's own parsers tell.
     assert excinfo.value.reason == reason, excinfo.value.detail
     assert excinfo.value.detail
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda: _grey_tiff([(254, 4, [1])]), lambda: _cr2_like().replace(b"CR\x02", b"XY\x02", 1)],
+    ids=["reduced-resolution-without-subifds", "cr2-layout-without-its-marker"],
+)
+def test_a_tiff_like_a_raw_in_one_respect_only_renders(make: Callable[[], bytes]) -> None:
+    variants = guarded(lambda: render(make(), PRESETS["default"], workers=1))
+    assert [v.name for v in variants] == [spec.name for spec in PRESETS["default"]]
 
 
 # --- valid layouts of accepted containers that Pillow cannot decode --------------------------------------------
