@@ -316,6 +316,9 @@ def _open(data: bytes, pixel_limit: int) -> Image.Image:
     _refuse_over_limit(coded, pixel_limit, "the AV1 frame is")
     if sniff.accepted_container(data) is None:  # Pillow's plugins guess from two bytes: text may start "BM"
         raise _classify_unidentified(data)
+    coding = sniff.unsupported_coding(data)
+    if coding is not None:
+        raise Rejected("unsupported_format", coding)
     if bmp.pillow_cannot_decode(data):  # Pillow would open it, then fail on its pixels
         return _open_bmp(data, pixel_limit)
     heif = sniff.is_heif_container(data)

@@ -594,14 +594,102 @@ def _jpeg_segments(data: bytes) -> Iterator[tuple[int, int, int]]:
 _LOSSLESS_FRAMES = frozenset({0xC3, 0xC7, 0xCB, 0xCF})
 
 
+# Start-of-frame markers of hierarchical JPEG (SOF5-7, 13-15), which libjpeg does not decode, and of JPEG-LS (SOF55).
+_HIERARCHICAL_FRAMES = frozenset({0xC5, 0xC6, 0xC7, 0xCD, 0xCE, 0xCF})
+_JPEG_LS_FRAME = 0xF7
+
+
+def _jpeg_frame(data: bytes) -> tuple[int, int] | None:
+    """(start-of-frame marker, sample precision in bits) of a JPEG's first frame; None when no frame comes before
+    its first scan."""
+    for marker, payload, segment_end in _jpeg_segments(data):
+        if (0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC)) or marker == _JPEG_LS_FRAME:
+            # a frame, not DHT, JPG or DAC
+            return marker, data[payload] if payload < min(segment_end, len(data)) else 0
+        if marker == 0xDA:
+            return None
+    return None
+
+
 def jpeg_is_lossless(data: bytes) -> bool:
     """Whether a JPEG's first frame is lossless (SOF3...): shrink-on-load (`draft`) breaks its decode."""
-    for marker, _, _ in _jpeg_segments(data):
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a frame, not DHT, JPG or DAC
-            return marker in _LOSSLESS_FRAMES
-        if marker == 0xDA:
-            return False
-    return False
+    frame = _jpeg_frame(data)
+    return frame is not None and frame[0] in _LOSSLESS_FRAMES
+
+
+def unsupported_coding(data: bytes) -> str | None:
+    """The coding, named, of a valid JPEG or TIFF that no decoder here reads; else None.
+
+    Its decoder's refusal would read as damage (`corrupt`, "cannot handle 12-bit layers", "unknown code 34712"),
+    but these are files their writers meant, in a coding we (and browsers) lack.
+    """
+    container = _signature(data)
+    if container == "JPEG":
+        return _jpeg_unsupported(data)
+    if container == "TIFF" and data[2:4] in (b"*\0", b"\0*"):  # classic TIFF; BigTIFF's codings are the same
+        return _tiff_unsupported(data)
+    return None
+
+
+def _jpeg_unsupported(data: bytes) -> str | None:
+    """Pillow reads 8-bit samples only (libjpeg-turbo also decodes 12- and 16-bit ones, through other calls), and
+    libjpeg implements neither the hierarchical process nor JPEG-LS."""
+    frame = _jpeg_frame(data)
+    if frame is None:
+        return None
+    marker, precision = frame
+    if marker == _JPEG_LS_FRAME:
+        return "JPEG-LS (SOF55): not a process libjpeg decodes"
+    if marker in _HIERARCHICAL_FRAMES:
+        return f"hierarchical JPEG (SOF{marker - 0xC0}): not a process libjpeg decodes"
+    if precision == 12 or (marker in _LOSSLESS_FRAMES and 2 <= precision <= 16 and precision != 8):
+        return f"{precision}-bit JPEG (SOF{marker - 0xC0}): samples of 8 bits are decoded here, as in browsers"
+    return None
+
+
+# TIFF compressions (libtiff's tiff.h) that the decoders here do not read: Pillow has no entry for most, and the
+# libtiff in its wheels is built without WebP and JPEG XL. Those it reads are tested in test_pipeline_decode.py.
+_TIFF_CODINGS_REFUSED = {
+    32766: "NeXT 2-bit RLE",
+    32895: "IT8 CT padded",
+    32896: "IT8 line work",
+    32897: "IT8 monochrome picture",
+    32898: "IT8 binary line art",
+    32908: "Pixar film",
+    32909: "PixarLog",
+    32947: "Kodak DCS",
+    33003: "Aperio JPEG 2000",
+    33005: "Aperio JPEG 2000",
+    34661: "JBIG",
+    34676: "SGI LogLuv",
+    34677: "SGI LogLuv 24-bit",
+    34712: "JPEG 2000",
+    34715: "JBIG2",
+    34887: "LERC",
+    50001: "WebP",
+    50002: "JPEG XL",
+    52546: "JPEG XL",
+}
+_TIFF_COMPRESSION = 259
+
+
+def _tiff_unsupported(data: bytes) -> str | None:
+    """A first page compressed in a coding `_TIFF_CODINGS_REFUSED` names."""
+    layout = _tiff_layout(data)
+    ifd = layout.offset.unpack_from(data, layout.offset.size)[0] if len(data) >= 2 * layout.offset.size else 0
+    if not ifd or ifd + layout.counter.size > len(data):
+        return None
+    entries = layout.counter.unpack_from(data, ifd)[0]
+    start = ifd + layout.counter.size
+    table = data[start : min(len(data), start + entries * layout.entry.size)]
+    for tag, kind, count, value in layout.entry.iter_unpack(
+        table[: len(table) // layout.entry.size * layout.entry.size]
+    ):
+        if tag == _TIFF_COMPRESSION and kind in (3, 4) and count == 1:  # SHORT (or LONG), in the entry itself
+            code = struct.unpack_from(layout.order + ("H" if kind == 3 else "I"), value)[0]
+            name = _TIFF_CODINGS_REFUSED.get(code)
+            return None if name is None else f"TIFF with {name} compression ({code}): no decoder here reads it"
+    return None
 
 
 def _mp_index(data: bytes) -> tuple[int, bytes] | None:

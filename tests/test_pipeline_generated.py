@@ -1299,6 +1299,12 @@ def _grey_tiff(extra_tags: Sequence[tuple[int, int, Sequence[int]]] = ()) -> byt
     return tiff_file((W, H), [8], rgb_picture().convert("L").tobytes(), photometric=1, extra_tags=extra_tags)
 
 
+def _rgb_tiff(*, compression: int, big_endian: bool = False) -> bytes:
+    return tiff_file(
+        (W, H), [8, 8, 8], rgb_picture().tobytes(), photometric=2, compression=compression, big_endian=big_endian
+    )
+
+
 def _cr2_like() -> bytes:
     """A grey TIFF laid out as a Canon CR2 starts: "CR", version 2 and the raw IFD's offset between header and IFD0."""
     pixels = bytes(range(64))
@@ -1306,6 +1312,14 @@ def _cr2_like() -> bytes:
     entries.append((279, len(pixels)))
     ifd = struct.pack("<H", len(entries)) + b"".join(struct.pack("<HHII", tag, 4, 1, value) for tag, value in entries)
     return b"II*\0" + struct.pack("<I", 16) + b"CR\x02\0" + struct.pack("<I", 0) + ifd + bytes(4) + pixels
+
+
+def _jpeg_frame_as(marker: int, precision: int = 8) -> bytes:
+    """A baseline JPEG whose start-of-frame says another process (and sample precision): refused from the header."""
+    data = bytearray(encoded(rgb_picture(), "JPEG"))
+    sof = data.index(b"\xff\xc0")
+    data[sof + 1], data[sof + 4] = marker, precision
+    return bytes(data)
 
 
 NOT_ACCEPTED: dict[str, tuple[Callable[[], bytes], str]] = {
@@ -1344,6 +1358,14 @@ NOT_ACCEPTED: dict[str, tuple[Callable[[], bytes], str]] = {
     "canon-cr2-raw": (_cr2_like, "unsupported_format"),
     "raw-preview-of-a-subifd": (lambda: _grey_tiff([(254, 4, [1]), (330, 4, [8])]), "unsupported_format"),
     "olympus-orf-raw": (lambda: b"IIRO\x08\0\0\0" + b"\0" * 64, "unsupported_format"),
+    # JPEG processes no decoder here (nor a browser's libjpeg-turbo) reads: valid files, not damage.
+    "jpeg-12-bit": (lambda: _jpeg_frame_as(0xC1, 12), "unsupported_format"),
+    "jpeg-lossless-16-bit": (lambda: _jpeg_frame_as(0xC3, 16), "unsupported_format"),
+    "jpeg-hierarchical": (lambda: _jpeg_frame_as(0xC5), "unsupported_format"),
+    "jpeg-ls": (lambda: _jpeg_frame_as(0xF7), "unsupported_format"),
+    "tiff-jpeg2000-compression": (lambda: _rgb_tiff(compression=34712), "unsupported_format"),
+    "tiff-webp-compression": (lambda: _rgb_tiff(compression=50001), "unsupported_format"),
+    "tiff-webp-compression-big-endian": (lambda: _rgb_tiff(compression=50001, big_endian=True), "unsupported_format"),
     "mng": (lambda: b"\x8aMNG\r\n\x1a\n\x00\x00\x00\x1cMHDR" + b"\0" * 32, "unsupported_format"),
     "vips": (lambda: b"\x08\xf2\xa6\xb6" + b"\0" * 60, "unsupported_format"),
     "psd": (lambda: hostile("pillow_hopper.psd"), "unsupported_format"),
@@ -1395,10 +1417,11 @@ def test_a_tiff_like_a_raw_in_one_respect_only_renders(make: Callable[[], bytes]
 
 UNDECODABLE: dict[str, tuple[Callable[[], bytes], str]] = {
     "tiff-cmyk-with-alpha": (_tiff_cmyk_alpha, "TIFF header cannot be parsed: unknown pixel mode"),
-    "tiff-jpeg2000-compression": (
-        lambda: tiff_file((W, H), [8, 8, 8], rgb_picture().tobytes(), photometric=2, compression=34712),
-        "TIFF header cannot be parsed: unknown code 34712",
+    "tiff-unknown-compression": (
+        lambda: tiff_file((W, H), [8, 8, 8], rgb_picture().tobytes(), photometric=2, compression=12345),
+        "TIFF header cannot be parsed: unknown code 12345",
     ),
+    "jpeg-9-bit-samples": (lambda: _jpeg_frame_as(0xC0, 9), "JPEG header cannot be parsed: cannot handle 9-bit layers"),
     "bmp-7-bit": (
         lambda: bmp_file((W, H), 7, b"\0" * W * H),
         "BMP header cannot be parsed: Unsupported BMP pixel depth (7)",
