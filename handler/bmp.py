@@ -1,5 +1,5 @@
-"""The valid BMP layouts Pillow has no decoder for, decoded as Chromium's BMPImageReader shows them. Pure: bytes in,
-`PIL.Image` out; no AWS.
+"""The valid BMP layouts Pillow has no decoder for, or decodes other than Chromium shows them, decoded as Chromium
+does. Pure: bytes in, `PIL.Image` out; no AWS.
 
 Pillow 13 refuses these, which Chromium and Firefox display:
 
@@ -9,6 +9,12 @@ Pillow 13 refuses these, which Chromium and Firefox display:
 - OS/2 2.x info headers of other sizes than the 64 bytes Pillow reads (16 to 60 bytes);
 - a palette declared longer than its 1-, 4- or 8-bit indexes reach (300 entries, or a damaged count): Chromium reads
   the entries the indexes reach.
+
+And Pillow decodes RLE8 and RLE4 otherwise than Chromium (`_rle`): it fills the pixels the codes skip with palette
+entry 0 (Chromium: black) and refuses an end-of-bitmap code before the frame is full; it carries an absolute run
+past a row's end, and a delta past it, into the next row (Chromium: cut); and it pads an absolute run to an even
+file offset (Chromium: an even size). The codes are read a Python step each (`sniff.bmp_rle_walk`, which
+`sniff.BMP_RLE_CODE_LIMIT` bounds), each span drawn with one slice: no slower a code than Pillow's decoder.
 
 `unsupported` names the valid layouts refused instead: a JPEG or PNG inside a BMP (compression 4 or 5; not all
 browsers show one), OS/2's Huffman 1D and RLE24 compressions, bitfields at other depths. Pixels are unpacked in
@@ -27,7 +33,7 @@ from PIL import Image, ImageChops
 from handler import sniff
 from handler.sniff import BmpBitfields, BmpInfo
 
-__all__ = ["decode", "layout", "pillow_cannot_decode", "unsupported"]
+__all__ = ["decode", "decoded_here", "layout", "unsupported"]
 
 LOG = logging.getLogger(__name__)
 
@@ -46,6 +52,19 @@ _CLR_USED = 14 + 32
 """Where a Windows info header keeps the number of palette entries (biClrUsed)."""
 _EMBEDDED = {4: (b"\xff\xd8\xff", "JPEG"), 5: (b"\x89PNG\r\n\x1a\n", "PNG")}
 """Compression -> (signature of the image the pixel data is, its format), for a BMP of bit count 0."""
+_RLE_DEPTHS = {1: 8, 2: 4}
+"""RLE compression -> the only bit depth it codes (Chromium refuses the other: RLE8 codes 4-bit indexes no way)."""
+_SKIPPED = (0, 0, 0)
+"""What Chromium (156, checked in headless decodes, also on a page's background) shows where RLE codes skip
+pixels: opaque black, not palette entry 0 as Pillow, nor transparent as bmpsuite's pal8rletrns expects of some
+viewers."""
+_INDEX = [bytes((value,)) for value in range(256)]
+"""Each RLE8 index as a byte, which a run repeats (`bytes * n`, the cheapest run in Python)."""
+_NIBBLES = [bytes((value >> 4, value & 15)) for value in range(256)]
+"""Each RLE4 code's two indexes, which a run alternates."""
+_HEX_DIGITS = bytes.maketrans(b"0123456789abcdef", bytes(range(16)))
+"""A hex digit -> its value: `bytes.hex` writes a nibble a digit, high first, so an RLE4 absolute run unpacks in
+three C calls (a third of the cost of interleaving two `translate`d halves)."""
 
 
 def _scale(bits: int) -> list[int]:
@@ -74,6 +93,8 @@ def layout(data: bytes) -> str | None:
     info = sniff.bmp_info(data)
     if info is None:
         return None
+    if info.compression in _RLE_DEPTHS and info.header_size >= 16:
+        return f"RLE{_RLE_DEPTHS[info.compression]} compression"
     if info.header_size in _WINDOWS_HEADERS:
         if info.compression == 0 and info.bits == 2:
             return "2-bit palette"
@@ -91,10 +112,13 @@ def layout(data: bytes) -> str | None:
     return None
 
 
-def pillow_cannot_decode(data: bytes) -> bool:
-    """Whether Pillow opens this BMP but fails on its pixels, so `decode` must read it in Pillow's stead."""
+def decoded_here(data: bytes) -> bool:
+    """Whether `decode` must read this BMP in Pillow's stead: Pillow opens it, but then fails on its pixels (a
+    palette longer than its indexes reach) or decodes them otherwise than Chromium (RLE)."""
     info = sniff.bmp_info(data)
-    return info is not None and info.header_size in _WINDOWS_HEADERS and _palette_oversized(info)
+    if info is None:
+        return False
+    return sniff.bmp_rle(data) is not None or (info.header_size in _WINDOWS_HEADERS and _palette_oversized(info))
 
 
 def _palette_oversized(info: BmpInfo) -> bool:
@@ -139,18 +163,20 @@ def unsupported(data: bytes) -> str | None:
 def decode(data: bytes) -> Image.Image:
     """The frame of a BMP whose layout `layout` names, as Chromium shows it, with `format` "BMP".
 
-    Raises ValueError for another file, or pixel data shorter than its rows (which `sniff.truncation` names first).
+    Raises ValueError for another file, pixel data shorter than its rows (which `sniff.truncation` names first),
+    or RLE codes that end before the frame does.
     """
     info, name = sniff.bmp_info(data), layout(data)
     if info is None or name is None:
         raise ValueError("not a BMP layout handler.bmp decodes")
-    LOG.info("decoding a BMP with %s, which Pillow has no decoder for", name)
-    if info.header_size not in _WINDOWS_HEADERS:
-        return _os2_v2(data, info)
-    if _palette_oversized(info):
-        return _palette_clamped(data)
-    fields = _decodable_bitfields(data)
-    image = _palette2(data, info) if fields is None else _bitfields(data, fields)
+    LOG.info("decoding a BMP with %s, which Pillow decodes otherwise than Chromium or not at all", name)
+    if info.compression in _RLE_DEPTHS:
+        image = _rle(data, info)
+    elif info.header_size in _WINDOWS_HEADERS and not _palette_oversized(info):
+        fields = _decodable_bitfields(data)
+        image = _palette2(data, info) if fields is None else _bitfields(data, fields)
+    else:  # a rewritten file, which Pillow decodes: its image has the format
+        return _os2_v2(data, info) if info.header_size not in _WINDOWS_HEADERS else _palette_clamped(data)
     image.format = "BMP"
     return image
 
@@ -201,21 +227,92 @@ def _channel(pixels: Image.Image, mask: int) -> Image.Image:
     return joined if bits == 8 else joined.point(scale + [0] * (256 - len(scale)))
 
 
-def _palette2(data: bytes, info: BmpInfo) -> Image.Image:
-    """2 bits a pixel, four to a byte from the high bits, through the palette of BGRX entries after the header.
+def _palette(data: bytes, info: BmpInfo) -> bytes:
+    """The BGRX palette entries after the header, all the bit depth indexes, those beyond the palette black.
 
-    As in Chromium: a palette that declares 0 or more than 4 entries has 4, one that runs into the pixel data is
-    cut there, and an index beyond it is black.
+    As in Chromium: a palette that declares 0 entries or more than the indexes reach has all they reach; one that
+    runs into the pixel data is cut there (Chromium refuses that in an RLE BMP; cut here as in a 2-bit one).
     """
-    table = 14 + info.header_size
-    colours = info.colours if 0 < info.colours <= 4 else 4
+    table, colours = 14 + info.header_size, info.palette_size
     if info.offset:
         colours = min(colours, max(0, (info.offset - table) // 4))
-    entries = data[table : table + 4 * colours].ljust(16, b"\0")
-    rows, step = _rows(data, info.offset or table + 4 * colours, info.height)
+    return data[table : table + 4 * colours].ljust(4 << info.bits, b"\0")
+
+
+def _palette2(data: bytes, info: BmpInfo) -> Image.Image:
+    """2 bits a pixel, four to a byte from the high bits, through the palette of BGRX entries after the header."""
+    rows, step = _rows(data, info.pixels_at, info.height)
     image = Image.frombuffer("P", (info.width, abs(info.height)), rows, "raw", "P;2", info.stride, step)
-    image.putpalette(entries, "BGRX")
+    image.putpalette(_palette(data, info), "BGRX")
     return image
+
+
+class _Rle8Canvas:
+    """The frame `sniff.bmp_rle_walk` draws RLE8 codes on: an index a byte, rows top-down, and once a code skips
+    pixels, a mask of them (255) beside it. A span is one slice assignment, through a memoryview (half the cost
+    of a bytearray's): no Python step a pixel."""
+
+    def __init__(self, data: bytes, pixels: int) -> None:
+        self.data = data
+        self.indexes = bytearray(pixels)
+        self.skipped: bytearray | None = None
+        self._view = memoryview(self.indexes)
+        self._skipped_view: memoryview | None = None
+
+    def run(self, at: int, count: int, value: int) -> None:
+        self._view[at : at + count] = _INDEX[value] * count
+
+    def literal(self, at: int, count: int, start: int) -> None:
+        self._view[at : at + count] = self.data[start : start + count]
+
+    def skip(self, at: int, count: int) -> None:
+        if self._skipped_view is None:
+            self.skipped = bytearray(len(self.indexes))
+            self._skipped_view = memoryview(self.skipped)
+        self._skipped_view[at : at + count] = b"\xff" * count
+
+
+class _Rle4Canvas(_Rle8Canvas):
+    """The frame of RLE4 codes: a run alternates its code's two nibbles, an absolute run holds two a byte (high
+    first)."""
+
+    def run(self, at: int, count: int, value: int) -> None:
+        self._view[at : at + count] = (_NIBBLES[value] * ((count + 1) >> 1))[:count]
+
+    def literal(self, at: int, count: int, start: int) -> None:
+        packed = self.data[start : start + (count + 1) // 2]
+        self._view[at : at + count] = packed.hex().encode().translate(_HEX_DIGITS)[:count]
+
+
+def _rle(data: bytes, info: BmpInfo) -> Image.Image:
+    """RLE8 or RLE4 codes as Chromium draws them (`sniff.bmp_rle_walk`), through the palette, skipped pixels black.
+
+    Where Chromium stops early, the project's policy decides: codes that end, without an end-of-bitmap code, before
+    the frame does are a truncated file, refused (Chromium shows the rows it finished, the rest transparent); the
+    last row filled but its end-of-line and end-of-bitmap codes missing renders whole (Chromium leaves that row
+    transparent). Top-down RLE, which the BMP spec does not allow, renders top-down, as in Chromium. A pixel offset
+    of 0 reads the codes after the palette, as Pillow does (Chromium reads the file's header as codes: black).
+
+    A byte a pixel of indexes, shared with the image made from them; only when a code skips pixels, one of mask
+    and 3 of the RGB frame painted through it: less than the 4 of any RGBA BMP.
+    """
+    bits, width, height = _RLE_DEPTHS[info.compression], info.width, abs(info.height)
+    if info.bits != bits:
+        raise ValueError(f"RLE{bits} pixel data at {info.bits} bits a pixel")
+    canvas = (_Rle4Canvas if bits == 4 else _Rle8Canvas)(data, width * height)
+    walk = sniff.bmp_rle_walk(data, info, canvas)
+    if not walk.complete:
+        raise ValueError(
+            f"RLE{bits} pixel data ends at offset {walk.end}, after {walk.codes} codes, before the frame does "
+            "and without an end-of-bitmap code"
+        )
+    frame = Image.frombuffer("P", (width, height), canvas.indexes, "raw", "P", 0, 1)
+    frame.putpalette(_palette(data, info), "BGRX")
+    if canvas.skipped is None:
+        return frame
+    frame = frame.convert("RGB")
+    frame.paste(_SKIPPED, mask=Image.frombuffer("L", (width, height), canvas.skipped, "raw", "L", 0, 1))
+    return frame
 
 
 def _palette_clamped(data: bytes) -> Image.Image:

@@ -319,7 +319,7 @@ def _open(data: bytes, pixel_limit: int) -> Image.Image:
     coding = sniff.unsupported_coding(data)
     if coding is not None:
         raise Rejected("unsupported_format", coding)
-    if bmp.pillow_cannot_decode(data):  # Pillow would open it, then fail on its pixels
+    if bmp.decoded_here(data):  # Pillow would open it, then fail on its pixels or decode them otherwise
         return _open_bmp(data, pixel_limit)
     heif = sniff.is_heif_container(data)
     if heif:
@@ -375,8 +375,9 @@ def _camera_raw(image: TiffImagePlugin.TiffImageFile, data: bytes) -> str | None
 
 
 def _open_bmp(data: bytes, pixel_limit: int) -> Image.Image:
-    """A BMP in a layout Pillow has no decoder for, decoded by `handler.bmp` after the checks `_open` makes of a
-    frame Pillow opens: the pixel limit, a frame that is not empty, a whole file.
+    """A BMP in a layout Pillow has no decoder for, or decodes otherwise than Chromium (RLE), decoded by
+    `handler.bmp` after the checks `_open` makes of a frame Pillow opens: the pixel limit, a frame that is not
+    empty, a whole file.
 
     Decoded here rather than in `_decode`: no Pillow plugin holds its header meanwhile.
     """

@@ -16,7 +16,8 @@ limit bounds,
 (`gif_first_image_box`), (h) hide from Pillow the parts its parsers fail on and browsers skip
 (`readable_by_pillow`), and (i) read the fields libpng and Chromium decode by that Pillow reads otherwise or
 not at all: a PNG's bit depth, interlacing and tRNS as libpng applies it (`png_pixels`) and its image data
-(`png_image_data`), a BMP's headers (`bmp_info`) and bitfield masks (`bmp_bitfields`).
+(`png_image_data`), a BMP's headers (`bmp_info`) and bitfield masks (`bmp_bitfields`), and the walk over its
+RLE codes (`bmp_rle_walk`), which `handler.bmp` draws from and which `excess_structure` counts.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import sys
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from PIL import PngImagePlugin
 
@@ -966,9 +968,9 @@ DERIVED_INPUT_PIXELS = 4096 * 4096
 grid 26 times over. libheif decodes this many in about a second."""
 
 BMP_RLE_CODE_LIMIT = 2_000_000
-"""Codes Pillow may decode from a BMP's RLE8 or RLE4 pixel data. Pillow decodes them one at a time in Python
+"""Codes `handler.bmp` may decode from a BMP's RLE8 or RLE4 pixel data. They are decoded one at a time in Python
 (about 0.4 us each), however few pixels a code makes: runs past a row's end make none, so 50 MiB of them took
-15-35 s. Encoders write a code a run of up to 255 pixels or a literal stretch of up to 255, plus one a row: a
+Pillow 15-35 s. Encoders write a code a run of up to 255 pixels or a literal stretch of up to 255, plus one a row: a
 12 MP image needs fewer unless its runs average under 6 pixels, where RLE stops paying."""
 
 
@@ -1259,6 +1261,19 @@ class BmpInfo:
         """Bytes a row of uncompressed pixels takes, padded to 4."""
         return (max(self.width, 0) * self.bits + 31) // 32 * 4
 
+    @property
+    def palette_size(self) -> int:
+        """Palette entries a 1- to 8-bit BMP's indexes read: the declared count, or all the depth has when that is 0
+        or more (Chromium reads the entries the indexes reach); 0 for deeper pixels."""
+        full = 1 << self.bits if 0 < self.bits <= 8 else 0
+        return self.colours if 0 < self.colours <= full else full
+
+    @property
+    def pixels_at(self) -> int:
+        """Where the pixel data starts: the file header's offset, or right after the palette when that is 0, as
+        Pillow reads it."""
+        return self.offset or 14 + self.header_size + (3 if self.header_size == 12 else 4) * self.palette_size
+
 
 def bmp_info(data: bytes) -> BmpInfo | None:
     """The headers of a BMP, fields cut off at the file's end read as 0; None for other containers and an info
@@ -1276,55 +1291,136 @@ def bmp_info(data: bytes) -> BmpInfo | None:
     return BmpInfo(header, offset, width, height, bits, compression, size, colours)
 
 
-def _bmp_rle(data: bytes) -> tuple[int, int, int, int] | None:
-    """(pixel data offset, width, height, compression) of a BMP whose pixels are RLE8 (1) or RLE4 (2) coded."""
+def bmp_rle(data: bytes) -> BmpInfo | None:
+    """The headers of a BMP whose pixels are RLE8 (compression 1) or RLE4 (2) coded, whatever its bit depth."""
     info = bmp_info(data)
-    if info is None or info.compression not in (1, 2):
-        return None
-    return info.offset, info.width, info.height, info.compression
+    return info if info is not None and info.compression in (1, 2) else None
+
+
+class BmpRleCanvas(Protocol):
+    """What `bmp_rle_walk` draws on. `at` counts pixels from the frame's top left, row after row, whichever order
+    the file stores its rows in; a span never crosses a row's end."""
+
+    def run(self, at: int, count: int, value: int) -> None:
+        """An encoded run: `count` pixels of index `value` (RLE8), or of its high and low nibbles in turn (RLE4)."""
+
+    def literal(self, at: int, count: int, start: int) -> None:
+        """An absolute run: `count` indexes as stored from offset `start` of the file, a byte (RLE8) or a nibble
+        (RLE4, high first) each."""
+
+    def skip(self, at: int, count: int) -> None:
+        """`count` pixels no code draws: passed by an end of line, a delta or an end-of-bitmap code."""
+
+
+@dataclass(frozen=True)
+class BmpRleWalk:
+    """Where a walk over a BMP's RLE codes stopped."""
+
+    codes: int
+    """Codes read, counting the one past `limit` where the walk stopped for it."""
+    complete: bool
+    """The codes reached the end of the frame: an end-of-bitmap code, or the last row filled or moved past. Else
+    the data (or the limit) ran out first."""
+    end: int
+    """The offset of the first code not read whole: the data's end when it ran out between codes."""
+
+
+def bmp_rle_walk(
+    data: bytes, info: BmpInfo, canvas: BmpRleCanvas | None = None, *, limit: int = sys.maxsize
+) -> BmpRleWalk:
+    """Read the RLE8 or RLE4 codes of a BMP as Chromium does, drawing each on `canvas`; stop after `limit` codes.
+
+    Checked against Chromium 156's decodes of crafted files: a run, encoded or absolute, is cut at the row's end;
+    an end of line always moves down a row, even after a full one; a delta moves right and down, and where it
+    goes past the row's end nothing is drawn until the next end of line; an absolute run's bytes are padded to an
+    even count (Pillow pads to an even file offset instead, so a file whose pixels start at an odd offset came out
+    shifted). The walk stops at an end-of-bitmap code or once the last row is filled or passed (what follows
+    draws nothing), else where the data ends. One Python step a code, which is what `limit` bounds; the drawing,
+    a slice a span, is the canvas's.
+    """
+    width, height, rle4 = max(info.width, 0), abs(info.height), info.compression == 2
+    step = -width if info.height > 0 else width  # rows are stored bottom-up unless the height is negative
+    top = (height - 1) * width if step < 0 else 0  # where the first row stored starts
+    run, literal, skip = (None, None, None) if canvas is None else (canvas.run, canvas.literal, canvas.skip)
+    pos, end, last = info.pixels_at, len(data), height - 1
+    stop = end - 2 if height else -1  # where the last whole code may start
+    x = y = codes = 0
+    row = top
+    while pos <= stop:
+        count, value = data[pos], data[pos + 1]
+        pos += 2
+        codes += 1
+        if codes > limit:
+            return BmpRleWalk(codes, False, pos - 2)
+        if count:  # an encoded run
+            drawn = width - x if count > width - x else count  # not min(): a call a code costs
+            if drawn and run is not None:
+                run(row + x, drawn, value)
+            x += drawn
+        elif value > 2:  # an absolute run, its bytes padded to an even count
+            size = (value + 1) >> 1 if rle4 else value
+            if pos + size > end:
+                return BmpRleWalk(codes, False, pos - 2)
+            drawn = width - x if value > width - x else value
+            if literal is not None and drawn:
+                literal(row + x, drawn, pos)
+            x += drawn
+            pos += size + (size & 1)
+        else:  # a jump: a delta (right, then down), an end of line, or an end of bitmap (to the frame's end)
+            if value == 2:
+                if pos + 2 > end:
+                    return BmpRleWalk(codes, False, pos - 2)
+                to_x, to_y = x + data[pos], y + data[pos + 1]
+                to_x, pos = width if to_x > width else to_x, pos + 2
+            else:
+                to_x, to_y = 0, y + 1 if value == 0 else height
+            if to_y != y:
+                if skip is not None:
+                    _bmp_rle_skip(skip, (x, y), (to_x, to_y), width=width, height=height, top=top, step=step)
+                y, row = to_y, top + step * to_y
+                if y > last:
+                    return BmpRleWalk(codes, True, pos)
+            elif skip is not None and to_x > x:
+                skip(row + x, to_x - x)
+            x = to_x
+        if x == width and y == last:
+            return BmpRleWalk(codes, True, pos)
+    return BmpRleWalk(codes, False, pos)
+
+
+def _bmp_rle_skip(
+    skip: Callable[[int, int], None],
+    start: tuple[int, int],
+    to: tuple[int, int],
+    *,
+    width: int,
+    height: int,
+    top: int,
+    step: int,
+) -> None:
+    """Pass `skip` the pixels a jump down from `start` to `to` (x, y: rows in file order) passes over, row by row:
+    at most one call a row, and each row is passed once, so the calls are bounded by codes plus rows."""
+    (x, y), (to_x, to_y) = start, to
+    if x < width:
+        skip(top + step * y + x, width - x)
+    for passed in range(y + 1, min(to_y, height)):
+        skip(top + step * passed, width)
+    if to_y < height and to_x:
+        skip(top + step * to_y, to_x)
 
 
 def _bmp_rle_excess(data: bytes) -> str | None:
-    """More codes than `BMP_RLE_CODE_LIMIT` in the RLE pixel data Pillow reads.
+    """More codes than `BMP_RLE_CODE_LIMIT` in the RLE pixel data `handler.bmp` reads.
 
-    Walks the codes as Pillow's decoder does, so what follows the point where it stops (the frame filled, an
-    end-of-bitmap code, the data's end) does not count: about 0.5 us a code, paid only when the data after the
-    offset could hold more codes than the limit.
+    Walks the codes as it does, so what follows the point where it stops (the frame's end, an end-of-bitmap code,
+    the data's end) does not count; paid only when the data after the offset could hold more codes than the limit.
     """
-    rle = _bmp_rle(data)
-    if rle is None:
+    info = bmp_rle(data)
+    if info is None or len(data) - info.pixels_at <= 2 * BMP_RLE_CODE_LIMIT:
         return None
-    pos, width, height, compression = rle
-    header = int.from_bytes(data[14:18], "little")
-    if width <= 0 or pos < 14 + header or len(data) - pos <= 2 * BMP_RLE_CODE_LIMIT:
-        return None
-    rle4, end, frame = compression == 2, len(data), width * abs(height)
-    filled = x = codes = 0
-    while filled < frame and pos + 2 <= end:
-        count, value = data[pos], data[pos + 1]
-        pos, codes = pos + 2, codes + 1
-        if codes > BMP_RLE_CODE_LIMIT:
-            return f"BMP RLE{4 if rle4 else 8} pixel data has more than {BMP_RLE_CODE_LIMIT} codes"
-        if count:  # a run, cut at the row's end
-            run = min(count, max(0, width - x))
-            filled, x = filled + run, x + run
-        elif value == 0:  # end of row
-            filled, x = -(-filled // width) * width, 0
-        elif value == 1:  # end of bitmap
-            break
-        elif value == 2:  # delta: right, up
-            if pos + 2 > end:
-                break
-            filled += min(frame - filled, data[pos] + data[pos + 1] * width)
-            pos, x = pos + 2, filled % width
-        else:  # literal pixels, padded to a 16-bit word
-            literal = min(frame - filled, value)
-            wanted = (literal + 1) // 2 if rle4 else literal
-            got = min(wanted, end - pos)
-            filled += min(literal, 2 * got) if rle4 else got
-            pos, x = pos + got + ((pos + got) & 1), x + value
-            if got < wanted:
-                break
+    walk = bmp_rle_walk(data, info, limit=BMP_RLE_CODE_LIMIT)
+    if walk.codes > BMP_RLE_CODE_LIMIT:
+        return f"BMP RLE{4 if info.compression == 2 else 8} pixel data has more than {BMP_RLE_CODE_LIMIT} codes"
     return None
 
 
@@ -1461,8 +1557,9 @@ def _bmp_missing(data: bytes) -> str | None:
     """The pixel array must be as long as the header declares it: an RLE one its size field, an uncompressed one
     (also bitfields) its rows, each padded to 4 bytes.
 
-    Pillow's RLE decoder stops once every row is filled, so a file cut in its last end-of-line and
-    end-of-bitmap codes renders; an uncompressed array Pillow refuses itself when short, `handler.bmp` by this.
+    RLE codes that end before the frame does, within the declared size, `handler.bmp` refuses itself; it stops
+    once the last row is filled, so a file cut in its last end-of-line and end-of-bitmap codes renders. An
+    uncompressed array Pillow refuses itself when short, `handler.bmp` by this.
     """
     info = bmp_info(data)
     if info is None:

@@ -2,8 +2,8 @@
 refused with its classified reason.
 
 Bitfields of 16- and 32-bit pixels with any masks that are runs of bits (BI_BITFIELDS and BI_ALPHABITFIELDS),
-2-bit palettes, OS/2 2.x headers of other sizes than 64 bytes, palettes declared longer than their indexes reach;
-a JPEG or PNG inside a BMP is refused by name.
+2-bit palettes, OS/2 2.x headers of other sizes than 64 bytes, palettes declared longer than their indexes reach,
+RLE8 and RLE4 codes as Chromium draws them; a JPEG or PNG inside a BMP is refused by name.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from collections.abc import Sequence
 import pytest
 from PIL import Image
 
-from handler import bmp
+from handler import bmp, sniff
 from handler.pipeline import Rejected, render
 from handler.variants import VariantSpec
+from tests.test_pipeline_containers import END_OF_ROW, delta, literal, literal4, run
 from tests.test_pipeline_generated import bmp_file
 
 PNG_FULL = VariantSpec("full", "png")
@@ -266,7 +267,7 @@ def test_palette_longer_than_its_indexes_reach_renders_the_entries_they_reach(bi
     """bmpsuite's pal8oversizepal: Pillow refuses it ("invalid palette size"); Chromium shows it."""
     indexes = [0, (1 << bits) - 1, 1, (1 << bits) - 2]
     data, palette = _indexed(bits, colours, indexes)
-    assert bmp.pillow_cannot_decode(data)
+    assert bmp.decoded_here(data)
     assert rows_of(rendered(data), "RGB") == [[palette[i] for i in indexes]]
 
 
@@ -280,7 +281,7 @@ def test_damaged_palette_count_reads_the_full_palette_of_the_depth() -> None:
 
 def test_a_palette_within_its_indexes_is_left_to_pillow() -> None:
     data, _ = _indexed(8, 256, [1, 2])
-    assert not bmp.pillow_cannot_decode(data)
+    assert not bmp.decoded_here(data)
 
 
 # --- refused -------------------------------------------------------------------------------------------------------
@@ -341,3 +342,274 @@ def test_bitfields_that_are_no_layout_stay_corrupt(masks: tuple[int, ...]) -> No
     data = bitfields_bmp(16, masks, [[0] * 3])
     assert bmp.layout(data) is None
     assert refused(data).reason == "corrupt"
+
+
+# --- RLE8 and RLE4 ------------------------------------------------------------------------------------------------
+# Each expectation is the frame Chromium 156 showed for the same file, top row first: a hex digit is that palette
+# entry, K opaque black. Entry 0 is no black, so a skipped pixel Pillow fills with it shows.
+
+RLE_PALETTE = [(128, 0, 255)] + [(16 * i, 255 - 8 * i, 40 + i) for i in range(1, 16)]
+END = b"\0\1"
+RLE_SIZE = (8, 4)
+
+
+def full(index: int) -> bytes:
+    """A stored row of one RLE8 index, ended."""
+    return run(8, index) + END_OF_ROW
+
+
+def rle_bmp(bits: int, codes: bytes, *, colours: int = 16, top_down: bool = False, gap: int = 0) -> bytes:
+    """An 8x4 RLE BMP of `codes` through `colours` entries of `RLE_PALETTE`; `gap` bytes between palette and codes."""
+    data = bmp_file(
+        RLE_SIZE, bits, codes, compression=1 if bits == 8 else 2, palette=RLE_PALETTE[:colours], top_down=top_down
+    )
+    if not gap:
+        return data
+    offset = struct.unpack_from("<I", data, 10)[0]
+    head = b"BM" + struct.pack("<IHHI", len(data) + gap, 0, 0, offset + gap)
+    return head + data[14:offset] + bytes(gap) + data[offset:]
+
+
+def colours_of(rows: Sequence[str], palette: Sequence[tuple[int, int, int]] = RLE_PALETTE) -> list[list[tuple]]:
+    return [[(0, 0, 0, 255) if c == "K" else (*palette[int(c, 16)], 255) for c in row] for row in rows]
+
+
+RLE_CASES: dict[str, tuple[int, bytes, list[str]]] = {
+    "runs and absolute runs": (
+        8,
+        literal(b"\1\2\3")
+        + literal(b"\4\5\6\7\10")
+        + END_OF_ROW
+        + literal(b"\11\12\13")
+        + run(5, 12)
+        + END_OF_ROW
+        + full(3)
+        + full(4)
+        + END,
+        ["44444444", "33333333", "9ABCCCCC", "12345678"],
+    ),
+    "delta within a row": (
+        8,
+        run(2, 1) + delta(3, 0) + run(3, 2) + END_OF_ROW + full(3) + full(4) + full(5) + END,
+        ["55555555", "44444444", "33333333", "11KKK222"],
+    ),
+    "delta across rows keeps the column": (
+        8,
+        run(2, 1) + delta(3, 1) + run(3, 2) + END_OF_ROW + full(4) + full(5) + END,
+        ["55555555", "44444444", "KKKKK222", "11KKKKKK"],
+    ),
+    "delta to the row's end": (
+        8,
+        run(5, 1) + delta(3, 0) + END_OF_ROW + full(3) + full(4) + full(5) + END,
+        ["55555555", "44444444", "33333333", "11111KKK"],
+    ),
+    "delta past the last column draws nothing until the end of line": (
+        8,
+        run(6, 1) + delta(3, 0) + run(1, 2) + END_OF_ROW + full(3) + full(4) + full(5) + END,
+        ["55555555", "44444444", "33333333", "111111KK"],
+    ),
+    "delta past the last column and down": (
+        8,
+        run(6, 1) + delta(3, 1) + run(2, 2) + END_OF_ROW + full(3) + full(4) + END,
+        ["44444444", "33333333", "KKKKKKKK", "111111KK"],
+    ),
+    "delta past the last row ends the frame": (
+        8,
+        full(1) + full(2) + full(3) + run(2, 4) + delta(0, 1) + run(3, 5) + END,
+        ["44KKKKKK", "33333333", "22222222", "11111111"],
+    ),
+    "delta far past the last row": (
+        8,
+        full(1) + delta(0, 10) + full(2) + END,
+        ["KKKKKKKK", "KKKKKKKK", "KKKKKKKK", "11111111"],
+    ),
+    "end of line before the row is full": (
+        8,
+        run(3, 1) + END_OF_ROW + full(2) + run(5, 3) + END_OF_ROW + full(4) + END,
+        ["44444444", "33333KKK", "22222222", "111KKKKK"],
+    ),
+    "end of line after a full row's end of line skips a row": (
+        8,
+        full(1) + END_OF_ROW + full(3) + END,
+        ["KKKKKKKK", "33333333", "KKKKKKKK", "11111111"],
+    ),
+    "end of bitmap before the frame is full": (
+        8,
+        full(1) + run(3, 2) + END,
+        ["KKKKKKKK", "KKKKKKKK", "222KKKKK", "11111111"],
+    ),
+    "end of bitmap first": (8, END, ["KKKKKKKK"] * 4),
+    "a run past the row's end is cut": (
+        8,
+        run(6, 1) + run(5, 2) + run(3, 3) + END_OF_ROW + full(4) + full(5) + full(6) + END,
+        ["66666666", "55555555", "44444444", "11111122"],
+    ),
+    "an absolute run past the row's end is cut, and so is what follows": (
+        8,
+        literal(bytes(range(1, 11))) + run(2, 7) + END_OF_ROW + full(2) + full(3) + full(4) + END,
+        ["44444444", "33333333", "22222222", "12345678"],
+    ),
+    "runs past the last row are not read": (
+        8,
+        full(1) + full(2) + full(3) + full(4) + run(3, 5) + literal(b"\6\6\6") + END,
+        ["44444444", "33333333", "22222222", "11111111"],
+    ),
+    "no end of bitmap once the last row is full": (
+        8,
+        full(1) + full(2) + full(3) + run(8, 4),
+        ["44444444", "33333333", "22222222", "11111111"],
+    ),
+    "RLE4 runs alternate two indexes": (
+        4,
+        run(5, 0x12)
+        + run(3, 0x34)
+        + END_OF_ROW
+        + run(7, 0x56)
+        + END_OF_ROW
+        + run(8, 0x78)
+        + END_OF_ROW
+        + run(1, 0x9A)
+        + END_OF_ROW
+        + END,
+        ["9KKKKKKK", "78787878", "5656565K", "12121343"],
+    ),
+    "RLE4 absolute runs of odd length": (
+        4,
+        literal4([1, 2, 3])
+        + literal4([4, 5, 6, 7, 8])
+        + END_OF_ROW
+        + literal4([9, 10, 11, 12, 13, 14, 15])
+        + END_OF_ROW
+        + run(8, 0x11)
+        + END_OF_ROW
+        + run(8, 0x22)
+        + END_OF_ROW
+        + END,
+        ["22222222", "11111111", "9ABCDEFK", "12345678"],
+    ),
+    "RLE4 delta and a run past the row's end": (
+        4,
+        run(2, 0x11) + delta(3, 1) + run(3, 0x23) + END_OF_ROW + run(11, 0x44) + END_OF_ROW + END,
+        ["KKKKKKKK", "44444444", "KKKKK232", "11KKKKKK"],
+    ),
+    "RLE4 absolute run past the row's end is cut": (
+        4,
+        run(4, 0x11)
+        + literal4([2, 3, 4, 5, 6])
+        + END_OF_ROW
+        + run(8, 0x22)
+        + END_OF_ROW
+        + run(8, 0x33)
+        + END_OF_ROW
+        + run(8, 0x44)
+        + END_OF_ROW
+        + END,
+        ["44444444", "33333333", "22222222", "11112345"],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", RLE_CASES)
+def test_rle_renders_as_chromium_shows_it(name: str) -> None:
+    bits, codes, rows = RLE_CASES[name]
+    image = rendered(rle_bmp(bits, codes))
+    assert image.mode == "RGB"  # skipped pixels are black, not transparent: no alpha band
+    assert rows_of(image) == colours_of(rows)
+
+
+@pytest.mark.parametrize("name", ["delta across rows keeps the column", "end of line before the row is full"])
+def test_top_down_rle_renders_top_down(name: str) -> None:
+    """The BMP spec allows no top-down RLE; Chromium shows it anyway, its first row stored at the top."""
+    bits, codes, rows = RLE_CASES[name]
+    assert rows_of(rendered(rle_bmp(bits, codes, top_down=True))) == colours_of(rows[::-1])
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_rle_index_beyond_the_palette_is_black(bits: int) -> None:
+    """13 entries: indexes 13 to 255 are black, as in Chromium."""
+    if bits == 8:
+        codes = run(3, 9) + literal(bytes((1, 12, 200))) + run(2, 255) + END_OF_ROW
+        first = "9991CKKK"
+    else:
+        codes = run(4, 0x9F) + literal4([1, 12, 14, 15]) + END_OF_ROW
+        first = "9K9K1CKK"
+    codes += b"".join(run(8, index * (17 if bits == 4 else 1)) + END_OF_ROW for index in (2, 3, 4)) + END
+    assert rows_of(rendered(rle_bmp(bits, codes, colours=13))) == colours_of(
+        ["44444444", "33333333", "22222222", first]
+    )
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_rle_absolute_runs_are_padded_from_their_start_not_the_file_offset(bits: int) -> None:
+    """Pixels at an odd offset: Pillow padded each odd absolute run to an even file offset and read garbage."""
+    name = "runs and absolute runs" if bits == 8 else "RLE4 absolute runs of odd length"
+    _, codes, rows = RLE_CASES[name]
+    data = rle_bmp(bits, codes, gap=1)
+    info = sniff.bmp_info(data)
+    assert info is not None and info.offset % 2 == 1
+    assert rows_of(rendered(data)) == colours_of(rows)
+
+
+def test_rle_without_skipped_pixels_keeps_its_palette() -> None:
+    data = rle_bmp(8, full(1) + full(2) + full(3) + full(4) + END)
+    assert bmp.decoded_here(data)
+    assert bmp.layout(data) == "RLE8 compression"
+    image = bmp.decode(data)
+    assert (image.format, image.mode, image.size) == ("BMP", "P", RLE_SIZE)
+
+
+@pytest.mark.parametrize(
+    ("codes", "end"),
+    [
+        (full(1) + full(2) + run(3, 3), 10),
+        (full(1) + full(2) + bytes((0, 6, 1, 2, 3)), 8),
+        (full(1) + full(2) + bytes((0, 2, 1)), 8),
+    ],
+    ids=["run", "cut in an absolute run", "cut in a delta"],
+)
+def test_rle_ending_before_the_frame_without_end_of_bitmap_is_corrupt(codes: bytes, end: int) -> None:
+    """Chromium shows the rows it finished, the rest transparent; the project refuses a truncated file."""
+    data = rle_bmp(8, codes)
+    offset = struct.unpack_from("<I", data, 10)[0]
+    rejection = refused(data)
+    assert rejection.reason == "corrupt"
+    assert rejection.detail.startswith(f"pixel data cannot be decoded: RLE8 pixel data ends at offset {offset + end},")
+    assert rejection.detail.endswith("before the frame does and without an end-of-bitmap code")
+
+
+def test_rle_cut_within_its_declared_size_is_truncated() -> None:
+    data = rle_bmp(8, full(1) + full(2) + full(3) + full(4) + END)
+    rejection = refused(data[:-3])
+    assert rejection.reason == "corrupt"
+    assert rejection.detail.startswith("BMP is truncated: RLE8 pixel data at offset")
+
+
+@pytest.mark.parametrize(("bits", "compression"), [(4, 1), (8, 2)])
+def test_rle_at_the_other_depth_is_corrupt(bits: int, compression: int) -> None:
+    """Chromium refuses RLE8 codes for 4-bit indexes, and RLE4 for 8-bit ones."""
+    data = bmp_file(RLE_SIZE, bits, full(1) * 4 + END, compression=compression, palette=RLE_PALETTE)
+    rejection = refused(data)
+    assert rejection.reason == "corrupt"
+    assert rejection.detail == f"pixel data cannot be decoded: RLE{12 - bits} pixel data at {bits} bits a pixel"
+
+
+def test_rle_pixel_limit_is_applied_before_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bmp, "decode", lambda data: pytest.fail("decoded"))
+    rejection = refused(rle_bmp(8, full(1) * 4 + END), pixel_limit=31)
+    assert rejection.reason == "too_many_pixels"
+
+
+def test_rle_code_limit_counts_the_codes_decoded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Up to the frame's end, whatever follows: runs past the row's end count, though they draw nothing."""
+    codes = run(8, 1) + run(1, 2) * 100 + END_OF_ROW + full(2) + full(3) + run(8, 4)
+    data = rle_bmp(8, codes + run(1, 5) * 1000)
+    info = sniff.bmp_info(data)
+    assert info is not None
+    walk = sniff.bmp_rle_walk(data, info)
+    assert (walk.codes, walk.complete) == (107, True)
+    assert sniff.bmp_rle_walk(data, info, limit=106) == sniff.BmpRleWalk(107, False, info.offset + 2 * 106)
+    monkeypatch.setattr(sniff, "BMP_RLE_CODE_LIMIT", 107)
+    assert rows_of(rendered(data))[0] == colours_of(["44444444"])[0]
+    monkeypatch.setattr(sniff, "BMP_RLE_CODE_LIMIT", 106)
+    rejection = refused(data)
+    assert (rejection.reason, rejection.detail) == ("too_complex", "BMP RLE8 pixel data has more than 106 codes")

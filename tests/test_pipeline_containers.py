@@ -605,16 +605,22 @@ def literal(pixels: bytes) -> bytes:
 
 
 def literal4(indices: Sequence[int]) -> bytes:
-    packed = bytes((a << 4) | b for a, b in zip(indices[::2], [*indices[1::2], 0], strict=True))
+    nibbles = [*indices, 0] if len(indices) % 2 else list(indices)
+    packed = bytes((a << 4) | b for a, b in zip(nibbles[::2], nibbles[1::2], strict=True))
     return bytes((0, len(indices))) + packed + b"\0" * (len(packed) % 2)
 
 
 # Each drawing ends as the frame fills: its bottom row, stored first, in colour 5 at its left, its top row in 7.
-# Between them, codes that draw nothing: runs past the row's end, rows already ended, deltas of nothing.
+# Between them, codes that draw nothing: runs and absolute runs past the row's end, deltas of nothing. (An end of
+# line always moves down a row, as in Chromium, so a flood of them ends the frame.)
 FLOOD = 300
 RLE_DRAWINGS = {
     "runs past the row's end": (8, run(16, 5) + run(1, 5) * FLOOD + END_OF_ROW + run(16, 7), FLOOD + 3),
-    "ends of rows": (8, run(16, 5) + END_OF_ROW * FLOOD + run(16, 7), FLOOD + 2),
+    "absolute runs past the row's end": (
+        8,
+        run(16, 5) + literal(b"\5\5\5") * FLOOD + END_OF_ROW + run(16, 7),
+        FLOOD + 3,
+    ),
     "empty deltas": (8, literal(b"\5\5\5") + delta(0, 0) * FLOOD + run(13, 5) + END_OF_ROW + run(16, 7), FLOOD + 4),
     "RLE4": (4, literal4([5, 5, 5]) + run(13, 0x55) + run(2, 0x55) * FLOOD + END_OF_ROW + run(16, 0x77), FLOOD + 4),
 }
@@ -624,8 +630,8 @@ RLE_DRAWINGS = {
 def test_bmp_rle_codes_are_counted_up_to_where_the_frame_fills(
     bits: int, codes: bytes, count: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Pillow decodes BMP RLE in Python, a code at a time, whether or not it draws: 50 MiB of runs past a row's end
-    took 15-35 s. The limit counts every code Pillow reads, and none after the frame is full."""
+    """BMP RLE is decoded in Python, a code at a time, whether or not it draws: 50 MiB of runs past a row's end
+    took Pillow 15-35 s. The limit counts every code `handler.bmp` reads, and none after the frame is full."""
     data = rle_bmp(codes + run(1, 5) * 3 * FLOOD, bits)  # what follows the filled frame is never read
     monkeypatch.setattr(sniff, "BMP_RLE_CODE_LIMIT", count)
     image = rendered(data)
