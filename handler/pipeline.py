@@ -681,7 +681,7 @@ def _strips_for_the_frame(image: TiffImagePlugin.TiffImageFile) -> None:
 
 def _transparent_around(frame: Image.Image, box: tuple[int, int, int, int] | None) -> Image.Image:
     """A GIF's screen with what its first image (at `box`) leaves uncovered transparent, as browsers show it; an
-    APNG's canvas around its first frame likewise.
+    APNG's or animated WebP's canvas around its first frame likewise.
 
     Pillow fills that part with colour 0 of the palette, opaque unless it is the transparent one (an APNG's with
     its IDAT image); browsers also ignore the screen's background colour. Variants flatten it onto their
@@ -698,10 +698,13 @@ def _transparent_around(frame: Image.Image, box: tuple[int, int, int, int] | Non
 
 
 def _first_frame_box(image: Image.Image, data: bytes) -> tuple[int, int, int, int] | None:
-    """Where the frame we render lies on its canvas when it need not cover it: a GIF's first image, or the first
-    animation frame of an APNG whose IDAT image is not part of its animation (the canvas starts transparent)."""
+    """Where the frame we render lies on its canvas when it need not cover it: a GIF's first image, an animated
+    WebP's first frame, or the first animation frame of an APNG whose IDAT image is not part of its animation (the
+    canvas starts transparent)."""
     if image.format == "GIF":
         return sniff.gif_first_image_box(data)
+    if image.format == "WEBP":
+        return sniff.webp_first_frame_box(data)
     if isinstance(image, PngImagePlugin.PngImageFile) and image.tell() == 1:
         return image.info["bbox"]
     return None

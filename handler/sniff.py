@@ -222,6 +222,30 @@ def _webp_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+_WEBP_ANIMATION_FLAG = 0x02
+
+
+def webp_first_frame_box(data: bytes) -> tuple[int, int, int, int] | None:
+    """(left, top, right, bottom) of an animated WebP's first frame on its canvas; None for a still WebP, or an
+    animation whose first ANMF chunk is cut.
+
+    libwebp composites it onto a transparent canvas, which Pillow reads without alpha when the VP8X header says
+    none; browsers show the rest of the canvas transparent. `_webp_excess` has bounded the chunk walk.
+    """
+    if data[12:16] != b"VP8X" or len(data) < 21 or not data[20] & _WEBP_ANIMATION_FLAG:
+        return None
+    end, pos = min(len(data), 8 + int.from_bytes(data[4:8], "little")), 12
+    while pos + 8 <= end:
+        kind, size = data[pos : pos + 4], int.from_bytes(data[pos + 4 : pos + 8], "little")
+        if kind == b"ANMF":
+            if pos + 8 + 12 > end:
+                return None
+            x, y, width, height = (int.from_bytes(data[at : at + 3], "little") for at in range(pos + 8, pos + 20, 3))
+            return 2 * x, 2 * y, 2 * x + width + 1, 2 * y + height + 1
+        pos += 8 + size + (size & 1)
+    return None
+
+
 _BMFF_BOX = struct.Struct(">I4s")
 _MAX_ITEM_ENTRIES = 100_000
 """Boxes, `ipma` entries or references read at most in one ISO-BMFF list: files refused as `too_complex` stop

@@ -358,6 +358,46 @@ def test_gif_covering_its_screen_stays_opaque() -> None:
     assert rendered(encoded(rgb_picture().quantize(4), "GIF")).mode == "RGB"
 
 
+def animated_webp(frame: Image.Image, canvas: tuple[int, int], at: tuple[int, int], *, alpha_flag: bool) -> bytes:
+    """An animated WebP of one frame (`frame`, encoded by Pillow) placed `at` (even offsets) on a larger `canvas`.
+
+    Pillow writes animations whose first frame covers the canvas; libwebp's animation encoder may not.
+    """
+    still = encoded(frame, "WEBP", lossless=True)
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return kind + struct.pack("<I", len(payload)) + payload + b"\0" * (len(payload) & 1)
+
+    def u24(value: int) -> bytes:
+        return value.to_bytes(3, "little")
+
+    flags = 0x02 | (0x10 if alpha_flag else 0)  # animation, alpha
+    vp8x = bytes((flags, 0, 0, 0)) + u24(canvas[0] - 1) + u24(canvas[1] - 1)
+    anmf = u24(at[0] // 2) + u24(at[1] // 2) + u24(frame.width - 1) + u24(frame.height - 1) + u24(100) + b"\2"
+    body = b"WEBP" + chunk(b"VP8X", vp8x) + chunk(b"ANIM", bytes(6)) + chunk(b"ANMF", anmf + still[12:])
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+@pytest.mark.parametrize("alpha_flag", [False, True], ids=["no-alpha-flag", "alpha-flag"])
+def test_animated_webp_canvas_left_uncovered_by_its_first_frame_is_transparent(alpha_flag: bool) -> None:
+    """libwebp composites onto a transparent canvas; Pillow reads it as RGB without the alpha flag (opaque black
+    around the frame), where Chromium shows it transparent."""
+    frame = Image.new("RGB", (W // 2, H // 2), (200, 50, 40))
+    data = animated_webp(frame, (W, H), (W // 4, H // 4), alpha_flag=alpha_flag)
+    assert sniff.webp_first_frame_box(data) == (W // 4, H // 4, 3 * W // 4, 3 * H // 4)
+    image = rendered(data)
+    alpha = image.getchannel("A")
+    assert alpha.getbbox() == (W // 4, H // 4, 3 * W // 4, 3 * H // 4)
+    assert alpha.crop(alpha.getbbox()).getextrema() == (255, 255)  # type: ignore[arg-type]
+    assert image.getpixel((W // 2, H // 2)) == (200, 50, 40, 255)
+
+
+def test_animated_webp_frame_covering_its_canvas_stays_opaque() -> None:
+    frame = Image.new("RGB", (W, H), (10, 120, 230))
+    assert rendered(animated_webp(frame, (W, H), (0, 0), alpha_flag=False)).mode == "RGB"
+    assert sniff.webp_first_frame_box(encoded(frame, "WEBP", lossless=True)) is None
+
+
 # --- damage: the headers these fixes read are the attacker's too -------------------------------------------------
 
 DAMAGED: dict[str, Callable[[], bytes]] = {
@@ -366,6 +406,9 @@ DAMAGED: dict[str, Callable[[], bytes]] = {
     "min-is-white-tiff": MIN_IS_WHITE_TIFFS["16-bit"],
     "jpeg-icc-chunks": lambda: jpeg_with(segment(0xE2, ICC + b"\1"), icc_chunk(1, 2, FIRST), icc_chunk(2, 2, SECOND)),
     "gif-on-a-larger-screen": GIFS["palette"][0],
+    "webp-on-a-larger-canvas": lambda: animated_webp(
+        Image.new("RGB", (W // 2, H // 2), (1, 2, 3)), (W, H), (W // 4, H // 4), alpha_flag=False
+    ),
 }
 
 
