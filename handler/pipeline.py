@@ -29,9 +29,9 @@ import io
 import logging
 import math
 import os
+import re
 import struct
 import threading
-import warnings
 import zlib
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -260,9 +260,7 @@ def _other_pillow_format(data: bytes) -> str | None:
             accepted = accept is None or accept(prefix)
             if not accepted or isinstance(accepted, str):  # a string says "mine, but unreadable here": a no, as open
                 continue
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                factory(io.BytesIO(data), None).close()
+            factory(io.BytesIO(data), None).close()
         except Exception:  # a parser's failure, of whatever kind, only says "not this format"
             continue
         return name
@@ -329,7 +327,10 @@ def _open(data: bytes, pixel_limit: int) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(readable), formats=formats)
     except Image.DecompressionBombError as exc:  # not an OSError: caught explicitly
-        raise Rejected("too_many_pixels", str(exc)) from None
+        # Pillow's words name its own hard limit (twice MAX_IMAGE_PIXELS); the user's is `pixel_limit`.
+        declared = re.search(r"\((\d+) pixels\)", str(exc))
+        pixels = f"{declared[1]} pixels" if declared else "a frame Pillow refuses to open"
+        raise Rejected("too_many_pixels", f"header declares {pixels}, exceeds the limit {pixel_limit}") from None
     except UnidentifiedImageError:
         raise _classify_unidentified(readable) from None
     except _DECODE_ERRORS as exc:
@@ -337,9 +338,8 @@ def _open(data: bytes, pixel_limit: int) -> Image.Image:
         if container == "BMP" and bmp.layout(data) is not None:
             return _open_bmp(data, pixel_limit)
         raise _header_error(container, exc, data) from None
+    _refuse_over_limit(image.size, pixel_limit, "the frame is")
     width, height = image.size
-    if width * height > pixel_limit:
-        raise Rejected("too_many_pixels", f"{width}x{height} = {width * height} pixels exceeds the limit {pixel_limit}")
     if width < 1 or height < 1:
         raise Rejected("corrupt", f"header declares an empty frame {width}x{height}")
     missing = sniff.truncation(data)
