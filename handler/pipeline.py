@@ -342,7 +342,7 @@ def _open(data: bytes, pixel_limit: int) -> Image.Image:
     width, height = image.size
     if width < 1 or height < 1:
         raise Rejected("corrupt", f"header declares an empty frame {width}x{height}")
-    missing = sniff.truncation(data)
+    missing = sniff.truncation(data) or sniff.checksum_failure(data)
     if missing is not None:
         raise Rejected("corrupt", missing)
     raw = _camera_raw(image, data) if isinstance(image, TiffImagePlugin.TiffImageFile) else None

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import pytest
 from PIL import ExifTags, Image, ImageCms, ImageFile, ImageStat, PngImagePlugin
 
+from handler import sniff
 from handler.pipeline import DEFAULT_PIXEL_LIMIT, Rejected, RenderedVariant, render
 from handler.variants import CONTENT_TYPES, EXTENSIONS, PRESETS, VariantSpec
 from tests.conftest import HOSTILE_DIR
@@ -1277,6 +1278,45 @@ def test_huge_declared_frame_is_refused_from_the_header(
     assert excinfo.value.reason == "too_many_pixels", excinfo.value.detail
     # Named against the limit in force, not Pillow's own (twice its MAX_IMAGE_PIXELS), which its words give.
     assert f"pixels, exceeds the limit {DEFAULT_PIXEL_LIMIT}" in excinfo.value.detail
+
+
+def _png_chunk_crc_zeroed(kind: bytes) -> bytes:
+    data = bytearray(png_file((W, H), 8, 2, rows_of(rgb_picture(), bytes)))
+    at = data.index(kind) - 4
+    crc_at = at + 8 + int.from_bytes(data[at : at + 4], "big")
+    data[crc_at : crc_at + 4] = bytes(4)
+    return bytes(data)
+
+
+def _png_signature_as(signature: bytes) -> bytes:
+    return signature + png_file((W, H), 8, 2, rows_of(rgb_picture(), bytes))[8:]
+
+
+DAMAGED_PNGS: dict[str, tuple[Callable[[], bytes], str]] = {
+    # libpng refuses a critical chunk whose CRC fails; Pillow never reads IDAT's or IEND's (PngSuite's xcsn0g01).
+    "idat-crc": (lambda: _png_chunk_crc_zeroed(b"IDAT"), "PNG's IDAT chunk at offset 33 fails its CRC"),
+    "iend-crc": (lambda: _png_chunk_crc_zeroed(b"IEND"), "PNG's IEND chunk at offset"),
+    # Signatures damaged in transfer (PngSuite's xs2n0g01, xs4n0g01, xs7n0g01, xcrn0g04, xlfn0g04): a PNG, damaged.
+    "signature-byte-replaced": (lambda: _png_signature_as(b"\x89PQG\r\n\x1a\n"), "PNG header cannot be parsed"),
+    "signature-lower-case": (lambda: _png_signature_as(b"\x89png\r\n\x1a\n"), "PNG header cannot be parsed"),
+    "signature-eof-byte-a-space": (lambda: _png_signature_as(b"\x89PNG\r\n\x1a "), "PNG header cannot be parsed"),
+    "signature-lf-to-crlf": (lambda: _png_signature_as(b"\x89PNG\r\r\n\x1a\r\n"), "PNG header cannot be parsed"),
+    "signature-crlf-to-lf": (lambda: _png_signature_as(b"\x89PNG\n\x1a\n"), "PNG header cannot be parsed"),
+}
+
+
+@pytest.mark.parametrize(("make", "words"), DAMAGED_PNGS.values(), ids=DAMAGED_PNGS.keys())
+def test_damaged_png_is_corrupt(make: Callable[[], bytes], words: str) -> None:
+    with pytest.raises(Rejected) as excinfo:
+        guarded(lambda: render(make(), PRESETS["default"], workers=1))
+    assert excinfo.value.reason == "corrupt", excinfo.value.detail
+    assert words in excinfo.value.detail
+
+
+def test_png_with_every_crc_right_renders() -> None:
+    data = png_file((W, H), 8, 2, rows_of(rgb_picture(), bytes))
+    assert sniff.checksum_failure(data) is None
+    assert len(guarded(lambda: render(data, PRESETS["default"], workers=1))) == len(PRESETS["default"])
 
 
 # --- not images, other formats, polyglots: refused before any decoder runs -------------------------------------

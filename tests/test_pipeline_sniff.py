@@ -49,6 +49,15 @@ def test_heif_plugin_is_needed_only_for_heif_containers(data: bytes, heif: bool)
         (b"\xff\xd8\xff\xdb", "JPEG"),
         (b"\x89PNG\r\n\x1a\n", "PNG"),
         (b"\x09PNG\r\n\x1a\n", "PNG"),  # high bit of the first byte lost in transit
+        # PngSuite's damaged signatures, told by the IHDR chunk behind them: a byte replaced, lower case, a space
+        # for the EOF byte, LF translated to CR LF, CR LF translated to LF.
+        (b"\x89PQG\r\n\x1a\n\0\0\0\x0dIHDR", "PNG"),
+        (b"\x89png\r\n\x1a\n\0\0\0\x0dIHDR", "PNG"),
+        (b"\x89PNG\r\n\x1a \0\0\0\x0dIHDR", "PNG"),
+        (b"\x89PNG\r\r\n\x1a\r\n\0\0\0\x0dIHDR", "PNG"),
+        (b"\x89PNG\n\x1a\n\0\0\0\x0dIHDR", "PNG"),
+        (b"\x89XYZ\r\n\x1a\n\0\0\0\x0dIHDR", None),  # three bytes off: not a damaged PNG signature
+        (b"notes on IHDR chunks", None),
         (b"GIF89a", "GIF"),
         (b"RIFF\0\0\0\0WEBPVP8 ", "WEBP"),
         (b"II*\0", "TIFF"),
