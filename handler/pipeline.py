@@ -241,6 +241,8 @@ def _header_error(container: str, error: BaseException, data: bytes) -> Rejected
         unsupported = _bmp_layout_unsupported(data)
         if unsupported is not None:
             return unsupported
+    if container == "PNG":
+        message = sniff.png_header_problem(data) or message
     return Rejected("corrupt", f"{container} header cannot be parsed: {message or type(error).__name__}")
 
 
@@ -342,7 +344,7 @@ def _open(data: bytes, pixel_limit: int) -> Image.Image:
     width, height = image.size
     if width < 1 or height < 1:
         raise Rejected("corrupt", f"header declares an empty frame {width}x{height}")
-    missing = sniff.truncation(data) or sniff.checksum_failure(data)
+    missing = sniff.truncation(data) or sniff.png_damage(data)
     if missing is not None:
         raise Rejected("corrupt", missing)
     raw = _camera_raw(image, data) if isinstance(image, TiffImagePlugin.TiffImageFile) else None

@@ -572,20 +572,29 @@ def _png_missing(data: bytes) -> str | None:
 _PNG_CRITICAL = frozenset({b"IHDR", b"PLTE", b"IDAT", b"IEND"})
 
 
-def checksum_failure(data: bytes) -> str | None:
-    """A PNG critical chunk whose CRC does not match, named; None when every one matches (or the file is no PNG).
+def png_damage(data: bytes) -> str | None:
+    """What is wrong with a whole PNG's critical chunks, named: an IHDR field the PNG spec does not allow
+    (`png_header_problem`), a chunk whose CRC does not match, or no IDAT before IEND; None when nothing is (or the
+    file is no PNG).
 
-    libpng, so every browser, refuses such a file. Pillow checks IHDR's and PLTE's CRC but streams IDAT without
-    reading its CRC and never reads IEND, so a PNG damaged in its image data rendered as whatever it inflated to.
-    One `zlib.crc32` in C per chunk: a few ms for a 20 MB PNG. A cut chunk is left to `truncation`.
+    libpng, so every browser, refuses all of these. Pillow ignores IHDR's compression method, checks IHDR's and
+    PLTE's CRC but streams IDAT without reading its CRC and never reads IEND, so such a PNG rendered as whatever
+    its data inflated to; and it reports a missing IDAT as "list index out of range". One `zlib.crc32` in C per
+    chunk: a few ms for a 20 MB PNG. A cut chunk is left to `truncation`.
     """
     if not data.startswith(_PNG_SIGNATURE):
         return None
-    view = memoryview(data)
+    header = png_header_problem(data)
+    if header is not None:
+        return f"PNG header: {header}"
+    view, pixels = memoryview(data), False
     for step, (kind, at, length) in enumerate(_png_chunks(data)):
         if step == _MAX_WALK_STEPS:
             return None  # `truncation` logs the same walk as too long
         payload_end = at + 8 + length
+        if kind == b"IEND" and not pixels:
+            return f"PNG has no IDAT chunk before IEND (offset {at}): no image data"
+        pixels = pixels or kind == b"IDAT"
         if kind not in _PNG_CRITICAL or payload_end + 4 > len(data):
             continue
         if zlib.crc32(view[at + 8 : payload_end], zlib.crc32(kind)) != int.from_bytes(
@@ -593,6 +602,33 @@ def checksum_failure(data: bytes) -> str | None:
         ):
             name = kind.decode("latin-1")
             return f"PNG's {name} chunk at offset {at} fails its CRC: damaged after it was written"
+    return None
+
+
+_PNG_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
+"""The bit depths the PNG spec allows for each colour type."""
+
+
+def png_header_problem(data: bytes) -> str | None:
+    """The IHDR field of a PNG that the PNG spec does not allow, named with its value; None when all are allowed.
+
+    Pillow refuses such a header in words that name nothing ("not identified by this driver").
+    """
+    if not data.startswith(_PNG_SIGNATURE) or data[12:16] != b"IHDR" or len(data) < 29:
+        return None
+    width, height, depth, colour, compression, filtering, interlace = struct.unpack_from(">IIBBBBB", data, 16)
+    if not width or not height:
+        return f"IHDR declares an empty frame {width}x{height}"
+    if colour not in _PNG_DEPTHS:
+        return f"IHDR declares colour type {colour}; PNG defines 0, 2, 3, 4 and 6"
+    if depth not in _PNG_DEPTHS[colour]:
+        allowed = ", ".join(map(str, _PNG_DEPTHS[colour]))
+        return f"IHDR declares bit depth {depth} for colour type {colour}, which takes {allowed}"
+    for field, value, defined in (("compression", compression, "0"), ("filter", filtering, "0")):
+        if value:
+            return f"IHDR declares {field} method {value}; PNG defines {defined}"
+    if interlace > 1:
+        return f"IHDR declares interlace method {interlace}; PNG defines 0 and 1"
     return None
 
 

@@ -1288,6 +1288,22 @@ def _png_chunk_crc_zeroed(kind: bytes) -> bytes:
     return bytes(data)
 
 
+def _png_ihdr_as(depth: int = 8, colour_type: int = 2, *, byte: int | None = None, value: int = 0) -> bytes:
+    """An RGB PNG whose IHDR says `depth` and `colour_type`, or has byte `byte` of its payload set to `value`."""
+    data = bytearray(png_file((W, H), 8, 2, rows_of(rgb_picture(), bytes)))
+    data[24], data[25] = depth, colour_type
+    if byte is not None:
+        data[16 + byte] = value
+    data[29:33] = zlib.crc32(data[12:29]).to_bytes(4, "big")
+    return bytes(data)
+
+
+def _png_without_idat() -> bytes:
+    data = png_file((W, H), 8, 2, rows_of(rgb_picture(), bytes))
+    at = data.index(b"IDAT") - 4
+    return data[:at] + data[at + 12 + int.from_bytes(data[at : at + 4], "big") :]
+
+
 def _png_signature_as(signature: bytes) -> bytes:
     return signature + png_file((W, H), 8, 2, rows_of(rgb_picture(), bytes))[8:]
 
@@ -1296,6 +1312,17 @@ DAMAGED_PNGS: dict[str, tuple[Callable[[], bytes], str]] = {
     # libpng refuses a critical chunk whose CRC fails; Pillow never reads IDAT's or IEND's (PngSuite's xcsn0g01).
     "idat-crc": (lambda: _png_chunk_crc_zeroed(b"IDAT"), "PNG's IDAT chunk at offset 33 fails its CRC"),
     "iend-crc": (lambda: _png_chunk_crc_zeroed(b"IEND"), "PNG's IEND chunk at offset"),
+    # IHDR fields the PNG spec does not allow (PngSuite's xc1n0g08, xc9n2c08, xd0n2c08, xd3n2c08, xd9n2c08), and
+    # no image data (xdtn0g01): libpng refuses each; Pillow ignores a compression method and words the rest vaguely.
+    "colour-type-1": (lambda: _png_ihdr_as(colour_type=1), "IHDR declares colour type 1; PNG defines 0, 2, 3, 4 and 6"),
+    "colour-type-9": (lambda: _png_ihdr_as(colour_type=9), "IHDR declares colour type 9"),
+    "bit-depth-0": (lambda: _png_ihdr_as(depth=0), "IHDR declares bit depth 0 for colour type 2, which takes 8, 16"),
+    "bit-depth-3": (lambda: _png_ihdr_as(depth=3), "IHDR declares bit depth 3 for colour type 2"),
+    "bit-depth-99": (lambda: _png_ihdr_as(depth=99), "IHDR declares bit depth 99 for colour type 2"),
+    "compression-method-1": (lambda: _png_ihdr_as(byte=10, value=1), "IHDR declares compression method 1"),
+    "filter-method-1": (lambda: _png_ihdr_as(byte=11, value=1), "IHDR declares filter method 1"),
+    "interlace-method-2": (lambda: _png_ihdr_as(byte=12, value=2), "IHDR declares interlace method 2"),
+    "no-idat": (_png_without_idat, "PNG has no IDAT chunk before IEND"),
     # Signatures damaged in transfer (PngSuite's xs2n0g01, xs4n0g01, xs7n0g01, xcrn0g04, xlfn0g04): a PNG, damaged.
     "signature-byte-replaced": (lambda: _png_signature_as(b"\x89PQG\r\n\x1a\n"), "PNG header cannot be parsed"),
     "signature-lower-case": (lambda: _png_signature_as(b"\x89png\r\n\x1a\n"), "PNG header cannot be parsed"),
@@ -1315,7 +1342,7 @@ def test_damaged_png_is_corrupt(make: Callable[[], bytes], words: str) -> None:
 
 def test_png_with_every_crc_right_renders() -> None:
     data = png_file((W, H), 8, 2, rows_of(rgb_picture(), bytes))
-    assert sniff.checksum_failure(data) is None
+    assert sniff.png_damage(data) is None
     assert len(guarded(lambda: render(data, PRESETS["default"], workers=1))) == len(PRESETS["default"])
 
 
