@@ -232,7 +232,8 @@ def _ensure_heif_plugin() -> None:
 def _header_error(container: str, error: BaseException, data: bytes) -> Rejected:
     """`corrupt`, with the decoder's own words: a valid layout it has no decoder for (a TIFF's CMYK with alpha,
     "unknown pixel mode") reads exactly like damage (a bit flip in BitsPerSample), so only the words tell.
-    A BMP's header can tell, though: `unsupported_format` naming a valid layout no decoder here reads."""
+    A BMP's header can tell, though: `unsupported_format` naming a valid layout no decoder here reads. A PNG's IHDR
+    field the spec does not allow is named with its value instead of Pillow's words, which name nothing."""
     # A KeyError is a lookup of a code the decoder does not know (a TIFF compression, say): its str is the bare key.
     # Pillow's TIFF plugin wraps it in a SyntaxError.
     cause = error.args[0] if error.args and isinstance(error.args[0], BaseException) else error
