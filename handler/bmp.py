@@ -48,8 +48,6 @@ _OS2_DEPTHS = frozenset({1, 4, 8, 24})
 """The depths Chromium decodes in an OS/2 header."""
 _PALETTE_DEPTHS = frozenset({1, 4, 8})
 """The depths whose pixels index a palette that Pillow reads."""
-_CLR_USED = 14 + 32
-"""Where a Windows info header keeps the number of palette entries (biClrUsed)."""
 _EMBEDDED = {4: (b"\xff\xd8\xff", "JPEG"), 5: (b"\x89PNG\r\n\x1a\n", "PNG")}
 """Compression -> (signature of the image the pixel data is, its format), for a BMP of bit count 0."""
 _RLE_DEPTHS = {1: 8, 2: 4}
@@ -172,11 +170,11 @@ def decode(data: bytes) -> Image.Image:
     LOG.info("decoding a BMP with %s, which Pillow decodes otherwise than Chromium or not at all", name)
     if info.compression in _RLE_DEPTHS:
         image = _rle(data, info)
-    elif info.header_size in _WINDOWS_HEADERS and not _palette_oversized(info):
+    elif info.header_size not in _WINDOWS_HEADERS:  # a rewritten file, which Pillow decodes: its image has the format
+        return _os2_v2(data, info)
+    else:  # a 2-bit palette, a palette longer than its indexes reach, or bitfields
         fields = _decodable_bitfields(data)
-        image = _palette2(data, info) if fields is None else _bitfields(data, fields)
-    else:  # a rewritten file, which Pillow decodes: its image has the format
-        return _os2_v2(data, info) if info.header_size not in _WINDOWS_HEADERS else _palette_clamped(data)
+        image = _indexed(data, info) if fields is None else _bitfields(data, fields)
     image.format = "BMP"
     return image
 
@@ -239,10 +237,12 @@ def _palette(data: bytes, info: BmpInfo) -> bytes:
     return data[table : table + 4 * colours].ljust(4 << info.bits, b"\0")
 
 
-def _palette2(data: bytes, info: BmpInfo) -> Image.Image:
-    """2 bits a pixel, four to a byte from the high bits, through the palette of BGRX entries after the header."""
+def _indexed(data: bytes, info: BmpInfo) -> Image.Image:
+    """1, 2, 4 or 8 bits a pixel, packed from the high bits, through the palette of BGRX entries after the header
+    (`_palette`: as many as the indexes reach, however many the header declares)."""
     rows, step = _rows(data, info.pixels_at, info.height)
-    image = Image.frombuffer("P", (info.width, abs(info.height)), rows, "raw", "P;2", info.stride, step)
+    rawmode = "P" if info.bits == 8 else f"P;{info.bits}"
+    image = Image.frombuffer("P", (info.width, abs(info.height)), rows, "raw", rawmode, info.stride, step)
     image.putpalette(_palette(data, info), "BGRX")
     return image
 
@@ -313,19 +313,6 @@ def _rle(data: bytes, info: BmpInfo) -> Image.Image:
     frame = frame.convert("RGB")
     frame.paste(_SKIPPED, mask=Image.frombuffer("L", (width, height), canvas.skipped, "raw", "L", 0, 1))
     return frame
-
-
-def _palette_clamped(data: bytes) -> Image.Image:
-    """A palette declared longer than its indexes reach, given to Pillow as the full palette of its depth (a header
-    that declares 0 entries): the pixels stay where the file header says, so only the entries they index are read.
-
-    Costs a copy of the upload; such palettes are at most 8-bit, so the frame is small next to the limit.
-    """
-    rewritten = bytearray(data)
-    rewritten[_CLR_USED : _CLR_USED + 4] = bytes(4)
-    image = Image.open(io.BytesIO(rewritten), formats=["BMP"])
-    image.load()
-    return image
 
 
 def _os2_v2(data: bytes, info: BmpInfo) -> Image.Image:

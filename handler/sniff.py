@@ -253,16 +253,11 @@ def webp_first_frame_box(data: bytes) -> tuple[int, int, int, int] | None:
     """
     if data[12:16] != b"VP8X" or len(data) < 21 or not data[20] & _WEBP_ANIMATION_FLAG:
         return None
-    end, pos = min(len(data), 8 + int.from_bytes(data[4:8], "little")), 12
-    while pos + 8 <= end:
-        kind, size = data[pos : pos + 4], int.from_bytes(data[pos + 4 : pos + 8], "little")
-        if kind == b"ANMF":
-            if pos + 8 + 12 > end:
-                return None
-            x, y, width, height = (int.from_bytes(data[at : at + 3], "little") for at in range(pos + 8, pos + 20, 3))
-            return 2 * x, 2 * y, 2 * x + width + 1, 2 * y + height + 1
-        pos += 8 + size + (size & 1)
-    return None
+    anmf = next((pos for kind, pos, _ in _webp_chunks(data) if kind == b"ANMF"), None)
+    if anmf is None or anmf + 8 + 12 > len(data):
+        return None
+    x, y, width, height = (int.from_bytes(data[at : at + 3], "little") for at in range(anmf + 8, anmf + 20, 3))
+    return 2 * x, 2 * y, 2 * x + width + 1, 2 * y + height + 1
 
 
 _BMFF_BOX = struct.Struct(">I4s")
@@ -784,17 +779,9 @@ _TIFF_COMPRESSION = 259
 def _tiff_unsupported(data: bytes) -> str | None:
     """A first page compressed in a coding `_TIFF_CODINGS_REFUSED` names."""
     layout = _tiff_layout(data)
-    ifd = layout.offset.unpack_from(data, layout.offset.size)[0] if len(data) >= 2 * layout.offset.size else 0
-    if not ifd or ifd + layout.counter.size > len(data):
-        return None
-    entries = layout.counter.unpack_from(data, ifd)[0]
-    start = ifd + layout.counter.size
-    table = data[start : min(len(data), start + entries * layout.entry.size)]
-    for tag, kind, count, value in layout.entry.iter_unpack(
-        table[: len(table) // layout.entry.size * layout.entry.size]
-    ):
+    for tag, kind, count, value in _tiff_first_page(data, layout) or ():
         if tag == _TIFF_COMPRESSION and kind in (3, 4) and count == 1:  # SHORT (or LONG), in the entry itself
-            code = struct.unpack_from(layout.order + ("H" if kind == 3 else "I"), value)[0]
+            code = struct.unpack_from(layout.order + _TIFF_INTEGER_TYPES[kind], value)[0]
             name = _TIFF_CODINGS_REFUSED.get(code)
             return None if name is None else f"TIFF with {name} compression ({code}): no decoder here reads it"
     return None
@@ -1141,19 +1128,22 @@ def _png_excess(data: bytes) -> str | None:
     return None
 
 
+def _webp_chunks(data: bytes) -> Iterator[tuple[bytes, int, int]]:
+    """(type, offset, payload size) of each top-level chunk of a WebP whose 8-byte header fits in the RIFF size."""
+    end, pos = min(len(data), 8 + int.from_bytes(data[4:8], "little")), 12
+    while pos + 8 <= end:
+        size = int.from_bytes(data[pos + 4 : pos + 8], "little")
+        yield data[pos : pos + 4], pos, size
+        pos += 8 + size + (size & 1)
+
+
 def _webp_excess(data: bytes) -> str | None:
     """More chunks in the RIFF container than `WEBP_CHUNK_LIMIT`.
 
     libwebp's demuxer keeps a record of every chunk of an extended (VP8X) WebP, unknown ones too: 6 million empty
     chunks (46 MiB) took 342 MB. Only top-level chunks count: an unknown chunk inside a frame ends the frame.
     """
-    end, pos = min(len(data), 8 + int.from_bytes(data[4:8], "little")), 12
-    for _ in range(WEBP_CHUNK_LIMIT):
-        if pos + 8 > end:
-            return None
-        size = int.from_bytes(data[pos + 4 : pos + 8], "little")
-        pos += 8 + size + (size & 1)
-    if pos + 8 > end:
+    if next(itertools.islice(_webp_chunks(data), WEBP_CHUNK_LIMIT, None), None) is None:
         return None
     return f"WebP has more than {WEBP_CHUNK_LIMIT} chunks (an animation has one a frame, a still image a few)"
 
@@ -1208,15 +1198,10 @@ def gif_first_image_box(data: bytes) -> tuple[int, int, int, int] | None:
     return left, top, left + width, top + height
 
 
-def _tiff_excess(data: bytes) -> str | None:
-    """A tile of the first page (the frame decoded) with more pixels than `TIFF_TILE_PIXELS` and than one tile
-    covering the whole frame.
-
-    Sizes count in any integer type, also stored out of line, and from every entry of their tag: libtiff takes
-    the first, Pillow the last, so the largest tile and the smallest frame are compared. A cut IFD is left to
-    Pillow, which refuses it.
-    """
-    end, layout = len(data), _tiff_layout(data)
+def _tiff_first_page(data: bytes, layout: _TiffLayout) -> list[tuple[int, int, int, bytes]] | None:
+    """The entries (tag, type, count, value or its offset) of a TIFF's first IFD, the page decoded; None when the
+    header or the IFD is cut (Pillow refuses that itself)."""
+    end = len(data)
     if end < 2 * layout.offset.size:
         return None
     ifd = layout.offset.unpack_from(data, layout.offset.size)[0]
@@ -1226,8 +1211,22 @@ def _tiff_excess(data: bytes) -> str | None:
     entries = layout.counter.unpack_from(data, ifd)[0]
     if table + entries * layout.entry.size > end:
         return None
+    return list(layout.entry.iter_unpack(data[table : table + entries * layout.entry.size]))
+
+
+def _tiff_excess(data: bytes) -> str | None:
+    """A tile of the first page (the frame decoded) with more pixels than `TIFF_TILE_PIXELS` and than one tile
+    covering the whole frame.
+
+    Sizes count in any integer type, also stored out of line, and from every entry of their tag: libtiff takes
+    the first, Pillow the last, so the largest tile and the smallest frame are compared. A cut IFD is left to
+    Pillow, which refuses it.
+    """
+    end, layout = len(data), _tiff_layout(data)
+    fields = _tiff_first_page(data, layout)
+    if fields is None:
+        return None
     sizes: dict[int, list[int]] = {256: [], 257: [], 322: [], 323: []}
-    fields = list(layout.entry.iter_unpack(data[table : table + entries * layout.entry.size]))
     # Only arrays the file can hold: a larger count is damage, which Pillow refuses itself (`corrupt`).
     parts = max(
         (
